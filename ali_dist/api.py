@@ -1,0 +1,37 @@
+"""What users call: `build` an untrained model, `load` a trained one. CPU-ready, no Ray."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .models import ALI, build
+
+
+def load(path_or_uri: str | Path, device: str | torch.device = "cpu") -> ALI:
+    """A trained model in eval mode, from
+    - a training run's `--output` directory (config.json + weights.pt),
+    - a Ray training checkpoint directory (state.pt), or
+    - an MLflow URI such as `runs:/<run_id>/model` (downloaded first).
+    Then: `encode(x, sample=True)`, `decode(z)`, `reconstruct(x)`, `sample(n)`."""
+    src = str(path_or_uri)
+    if "://" in src or src.startswith("runs:/") or src.startswith("models:/"):
+        from . import tracking
+        directory = tracking.download(src)
+    else:
+        directory = Path(src).expanduser()
+        if not directory.exists():
+            raise FileNotFoundError(f"no model at {directory}")
+    cfg, state = checkpoint.read_model_dir(directory)
+    m = cfg["model"]
+    model = build(m["preset"], m["variant"], m.get("init_std"))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise RuntimeError(f"{directory}: weights do not match preset {m['preset']!r} "
+                           f"({m['variant']}): {e}") from None
+    return model.to(device).eval()
+
+
+__all__ = ["build", "load"]

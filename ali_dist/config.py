@@ -1,0 +1,205 @@
+"""One typed config tree for a run: model, data, optimisation, run.
+
+Defaults < YAML file (`--config`) < command-line flags. Every field is one flag, and its help
+text lives next to it here, so `--help` and the YAML schema can't drift apart. Fields left at
+None take the preset's value (the paper's table) in `resolve()`: a hyper-parameter lives once,
+in `ali_dist/models/tables.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .models.tables import PRESETS, get_preset
+
+
+def _f(default, help: str, choices=None, flag: str | None = None):
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+@dataclass
+class ModelConfig:
+    preset: str = _f("toy", "architecture and hyper-parameters of one paper table",
+                     choices=tuple(PRESETS))
+    variant: str = _f("ali", "ali: encoder + decoder + D(x, z); gan: decoder + D(x) only",
+                      choices=("ali", "gan"))
+    init_std: float | None = _f(None, "std of the N(0, std) weight init (default: the preset's, "
+                                "0.01 as in the paper)")
+
+
+@dataclass
+class DataConfig:
+    data: str | None = _f(None, "training data: a manifest.json, a shard directory, a shard "
+                          "pattern (brace expansion allowed) or URL; default: the preset's "
+                          "embedded data (the 25-Gaussian toy set, or scikit-learn's digits)")
+    val_data: str | None = _f(None, "validation shards for grids and metrics (default: the "
+                              "manifest's validation split, else the training data)")
+    loader: str = _f("auto", "input pipeline: dali, webdataset, or auto (DALI where it "
+                     "imports, else webdataset)", choices=("auto", "dali", "webdataset"))
+    loader_threads: int = _f(2, "decode threads per worker")
+    skip_bad_samples: bool = _f(False, "skip corrupt or malformed samples with a counted "
+                                "warning instead of stopping with an error")
+    cache_dir: str | None = _f(None, "where embedded datasets are converted to shards "
+                               "(default: ~/.cache/ali_dist)")
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int | None = _f(None, "batch size PER WORKER (default: the preset's; the "
+                                "global batch is this x --workers)")
+    lr: float | None = _f(None, "Adam learning rate (default: the preset's, 1e-4 in the paper)")
+    beta1: float | None = _f(None, "Adam beta1 (default: the preset's, 0.5 in the paper)")
+    beta2: float | None = _f(None, "Adam beta2 (default 0.999; the paper's 1e-3 is 1 - beta2)")
+    steps: int | None = _f(None, "training steps, one D and one E/G update each (default: the "
+                           "preset's budget: minutes for toy and digits, the paper's epochs "
+                           "for the image presets)")
+    epochs: float | None = _f(None, "training epochs over the data instead of --steps")
+    precision: str = _f("auto", "auto: bf16 autocast on GPU, fp32 on CPU; or bf16, fp16 "
+                        "(with gradient scaling), fp32", choices=("auto", "bf16", "fp16", "fp32"))
+    update: str = _f("simultaneous", "simultaneous: D and E/G gradients from one batch, "
+                     "applied together (the original code); alternating: D step, then E/G step",
+                     choices=("simultaneous", "alternating"))
+
+
+@dataclass
+class RunConfig:
+    workers: int = _f(2, "Ray Train workers (one process each; one GPU each with GPUs)")
+    gpus_per_worker: float | None = _f(None, "GPUs per worker (default: 1 where the cluster "
+                                       "has GPUs, else 0: CPU with gloo)")
+    cpus_per_worker: float = _f(1, "CPUs Ray reserves per worker")
+    seed: int = _f(0, "random seed (data order, init, noise)")
+    name: str | None = _f(None, "run name in Ray storage and MLflow (default: preset-time)")
+    output: str | None = _f(None, "directory for the trained model (config + weights) that "
+                            "ali_dist.load() reads (default: <storage>/<name>/model)")
+    storage: str | None = _f(None, "Ray storage for checkpoints: a local path or a URI Ray "
+                             "accepts, e.g. s3://bucket/path (default: ./ali_runs)")
+    experiment: str = _f("ali-dist", "MLflow experiment name")
+    log_every: int = _f(100, "steps between progress lines and metric reports")
+    eval_every: int = _f(1000, "steps between evaluations (mode counts, image grids)")
+    checkpoint_every: int = _f(1000, "steps between checkpoints (and at the end)")
+    keep_checkpoints: int = _f(3, "checkpoints kept in storage")
+    max_failures: int = _f(3, "worker-group restarts from the last checkpoint after a failure")
+    resume: bool = _f(False, "continue the newest checkpoint of the run called --name")
+    time_limit: float | None = _f(None, "stop training after this many minutes (then "
+                                  "evaluate and save as at the end)")
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        sections = {}
+        for f in dataclasses.fields(cls):
+            sub = d.get(f.name) or {}
+            known = {g.name for g in dataclasses.fields(_SECTIONS[f.name])}
+            unknown = set(sub) - known
+            if unknown:
+                raise ValueError(f"unknown key(s) in config section {f.name!r}: "
+                                 f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+            sections[f.name] = _SECTIONS[f.name](**sub)
+        extra = set(d) - set(_SECTIONS)
+        if extra:
+            raise ValueError(f"unknown config section(s) {sorted(extra)}; "
+                             f"expected {sorted(_SECTIONS)}")
+        return cls(**sections)
+
+    def flat(self) -> dict:
+        """section.key -> value, for MLflow parameters."""
+        return {f"{s}.{k}": v for s, sub in self.to_dict().items() for k, v in sub.items()}
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+
+
+def resolve(cfg: Config) -> Config:
+    """Fill every None that the preset decides, and check what can be checked early."""
+    p = get_preset(cfg.model.preset)
+    o = cfg.optim
+    o.batch_size = o.batch_size or p.batch_size
+    o.lr = p.lr if o.lr is None else o.lr
+    o.beta1 = p.beta1 if o.beta1 is None else o.beta1
+    o.beta2 = p.beta2 if o.beta2 is None else o.beta2
+    if cfg.model.init_std is None:
+        cfg.model.init_std = p.init_std
+    if o.steps is None and o.epochs is None:  # the preset's budget: a demo, or the paper's
+        o.steps, o.epochs = p.steps or None, p.epochs or None
+    for name, v in (("batch_size", o.batch_size), ("workers", cfg.run.workers),
+                    ("log_every", cfg.run.log_every), ("eval_every", cfg.run.eval_every),
+                    ("checkpoint_every", cfg.run.checkpoint_every)):
+        if v is None or v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    if not 0 <= o.beta1 < 1 or not 0 <= o.beta2 < 1:
+        raise ValueError(f"Adam betas must lie in [0, 1), got beta1={o.beta1}, beta2={o.beta2}")
+    if o.lr <= 0:
+        raise ValueError(f"--lr must be positive, got {o.lr}")
+    return cfg
+
+
+def _flag(f) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field, grouped by section; defaults are None so that only flags
+    the user typed override the YAML file."""
+    for section, cls in _SECTIONS.items():
+        group = parser.add_argument_group(section)
+        for f in dataclasses.fields(cls):
+            default = f.default
+            help_ = f.metadata["help"] + ("" if default is None else f" [default: {default}]")
+            if f.type in ("bool", bool):
+                group.add_argument(_flag(f), dest=f"{section}.{f.name}", default=None,
+                                   action=argparse.BooleanOptionalAction, help=help_)
+                continue
+            kind = {"int": int, "float": float}.get(
+                str(f.type).split(" |")[0], str)
+            group.add_argument(_flag(f), dest=f"{section}.{f.name}", default=None, type=kind,
+                               choices=f.metadata.get("choices"), help=help_,
+                               metavar=None if f.metadata.get("choices") else f.name.upper())
+
+
+def from_args(args: argparse.Namespace, base: dict | None = None) -> Config:
+    """Config from defaults, then the `--config` YAML file, then the flags that were given."""
+    d = Config().to_dict()
+    overlay = dict(base or {})
+    if getattr(args, "config", None):
+        overlay = load_yaml(args.config)
+    for section, values in overlay.items():
+        if section not in d or not isinstance(values, dict):
+            raise ValueError(f"{getattr(args, 'config', 'config')}: unknown section {section!r}; "
+                             f"expected {sorted(d)}")
+        d[section].update(values)
+    for key, value in vars(args).items():
+        if "." in key and value is not None:
+            section, name = key.split(".", 1)
+            d[section][name] = value
+    return Config.from_dict(d)
+
+
+def load_yaml(path: str) -> dict:
+    import yaml
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of sections (model, data, optim, run)")
+    return data
+
+
+def save(cfg: Config, path: Path) -> None:
+    path.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))

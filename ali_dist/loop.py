@@ -1,0 +1,140 @@
+"""The training loop of one data-parallel process: build, restore, iterate, step, evaluate,
+report, checkpoint. It knows nothing of Ray: `worker.py` runs it inside Ray Train and passes a
+`report` callable; tests and benchmarks call it directly.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import checkpoint, distributed
+from .config import Config
+from .data import make_loader
+from .evaluate import evaluate
+from .models import ALI, build
+from .models.networks import init_output_bias
+from .step import TrainStep, make_optimizers
+from .tracking import Tracker
+
+# report(metrics, state): hand metrics (and, at checkpoints, the state to save) to the runner.
+Report = Callable[[dict, "dict | None"], None]
+
+
+class Diverged(RuntimeError):
+    """A loss went NaN/Inf: raised on every rank in the same step."""
+
+
+@dataclass
+class Meter:
+    """Running sums of the step metrics between two progress lines (kept on the device, so
+    logging costs one sync per interval, not per step)."""
+    sums: dict | None = None
+    n: int = 0
+
+    def add(self, m: dict) -> None:
+        self.sums = {k: v.clone() for k, v in m.items()} if self.sums is None else \
+            {k: self.sums[k] + v for k, v in m.items()}
+        self.n += 1
+
+    def pop(self) -> dict:
+        out = {k: float(v) / self.n for k, v in (self.sums or {}).items()}
+        self.sums, self.n = None, 0
+        return out
+
+
+def total_steps(cfg: Config, batches_per_epoch: int) -> int:
+    if cfg.optim.steps:
+        return int(cfg.optim.steps)
+    return max(1, math.ceil(cfg.optim.epochs * batches_per_epoch))
+
+
+def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | None = None,
+        restored: dict | None = None) -> ALI:
+    rank, world = distributed.world()
+    tracker = tracker or Tracker(None)
+    torch.manual_seed(cfg.run.seed)  # one init, identical on every rank
+    model = build(cfg.model.preset, cfg.model.variant, cfg.model.init_std).to(device)
+    opt = make_optimizers(model, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2)
+    step_fn = TrainStep(model, opt, device, cfg.optim.precision, cfg.optim.update)
+    loader = make_loader(cfg, rank, world, device)
+    total = total_steps(cfg, loader.batches_per_epoch)
+
+    step = 0
+    if restored is not None:
+        model.load_state_dict(restored["model"])
+        opt.d.load_state_dict(restored["opt_d"])
+        opt.g.load_state_dict(restored["opt_g"])
+        step_fn.scaler.load_state_dict(restored["scaler"])
+        loader.load_state_dict(restored["loader"])
+        step = int(restored["step"])
+        rngs = restored["rng"]
+        checkpoint.set_rng_state(rngs[rank % len(rngs)])
+        if rank == 0:
+            print(f"[ali_dist] resumed from step {step}/{total}", flush=True)
+    else:
+        torch.manual_seed(cfg.run.seed * 7919 + rank + 1)  # independent noise on each rank
+        if model.preset.is_image:  # decoder output starts at the data's mean image
+            first = next(iter(loader))[0]
+            init_output_bias(model.decoder, first.float().mean(0))
+            loader.load_state_dict(loader.initial_state())
+        distributed.broadcast_module_(model)
+
+    def state() -> dict:
+        distributed.sync_buffers_(model)
+        rngs = distributed.all_gather_object(checkpoint.rng_state())
+        return {"model": model.state_dict(), "opt_d": opt.d.state_dict(),
+                "opt_g": opt.g.state_dict(), "scaler": step_fn.scaler.state_dict(),
+                "step": step, "loader": loader.state_dict(), "rng": rngs,
+                "config": cfg.to_dict()}
+
+    global_batch = cfg.optim.batch_size * world
+    meter, batches = Meter(), iter(loader)
+    t_start = t_last = time.perf_counter()
+    steps_at_last = step
+    deadline = t_start + 60 * cfg.run.time_limit if cfg.run.time_limit else math.inf
+    while step < total:
+        x = next(batches)[0]
+        m = step_fn(x)
+        step += 1
+        if distributed.agree(not bool(torch.isfinite(m["loss_d"] + m["loss_g"])), device):
+            raise Diverged(f"training diverged at step {step}: loss_d={float(m['loss_d'])}, "
+                           f"loss_g={float(m['loss_g'])} on some rank (lr {cfg.optim.lr}); "
+                           f"lower --lr or resume from the last checkpoint")
+        meter.add(m)
+        log_now = step % cfg.run.log_every == 0
+        out_of_time = log_now and distributed.agree(time.perf_counter() > deadline, device)
+        last = step == total or out_of_time
+        log_now = log_now or last
+        eval_now = step % cfg.run.eval_every == 0 or last
+        ckpt_now = step % cfg.run.checkpoint_every == 0 or last
+        if not (log_now or eval_now or ckpt_now):
+            continue
+        metrics = {"step": step, "epoch": step / loader.batches_per_epoch}
+        if log_now:
+            now = time.perf_counter()
+            metrics.update(meter.pop())
+            metrics["samples_per_s"] = global_batch * (step - steps_at_last) / (now - t_last)
+            t_last, steps_at_last = now, step
+            if rank == 0:
+                eta = (total - step) * (now - t_start) / max(1, step - (restored or {}).get(
+                    "step", 0))
+                print(f"[ali_dist] step {step}/{total} | loss_d {metrics['loss_d']:.3f} "
+                      f"loss_g {metrics['loss_g']:.3f} | D acc {metrics['d_acc']:.2f} | "
+                      f"{metrics['samples_per_s']:.0f} samples/s | eta {eta:.0f}s", flush=True)
+        if eval_now:
+            distributed.sync_buffers_(model)
+            metrics.update(evaluate(model, loader, tracker, step, is_rank0=rank == 0,
+                                    final=last))
+        if rank == 0:
+            tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
+        report(metrics, state() if ckpt_now else None)
+        if out_of_time:
+            if rank == 0:
+                print(f"[ali_dist] time limit of {cfg.run.time_limit} min reached at step "
+                      f"{step}", flush=True)
+            break
+    return model
