@@ -63,7 +63,8 @@ def _init_ray(cfg) -> None:
     else:  # a private local cluster; nothing listens beyond 127.0.0.1
         need = cfg.run.workers * cfg.run.cpus_per_worker
         ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
-                 include_dashboard=False, runtime_env={"env_vars": env},
+                 include_dashboard=True, dashboard_host="127.0.0.1",
+                 runtime_env={"env_vars": env},
                  _node_ip_address="127.0.0.1", log_to_driver=True)
 
 

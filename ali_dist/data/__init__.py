@@ -7,12 +7,9 @@ model's range ([0, 1] images, raw 2-D points for the toy), y the labels or None,
 """
 from __future__ import annotations
 
-import torch
 
-from ..models import get_preset
-
-
-def make_loader(cfg, rank: int, world: int, device: torch.device):
+def make_loader(cfg, rank: int, world: int, device):
+    from ..models import get_preset  # here, so that `ali_dist.data.format` imports no torch
     preset = get_preset(cfg.model.preset)
     source = cfg.data.data or preset.default_data
     if not preset.is_image:

@@ -2,7 +2,8 @@
 
 `data_tools` writes it, the loaders (DALI and webdataset) read it.
 
-    <dir>/manifest.json                 see `Manifest`
+    <dir>/manifest.json                 counts, classes, image size, checksums: its schema
+                                        and reader live in `data_tools/manifest.py`
     <dir>/<split>-000000.tar            WebDataset tar shards, split = train / val / test / extra
     <dir>/<split>-000000.idx            DALI's index for each shard (what `wds2idx` writes)
 

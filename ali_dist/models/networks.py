@@ -38,11 +38,13 @@ def _width(out, preset: Preset) -> int:
 
 def build_stack(layers: tuple[Layer, ...], in_width: int, preset: Preset,
                 pixel_bias: bool = False) -> tuple[nn.Sequential, int]:
-    """One table -> nn.Sequential; returns it with its output width."""
-    mods: list[nn.Module] = []
+    """One table -> nn.Sequential with one block per table row (so `net[i]` is row i);
+    returns it with its output width."""
+    rows: list[nn.Module] = []
     width = in_width
     for i, row in enumerate(layers):
         out = _width(row.out, preset)
+        mods: list[nn.Module] = []
         if row.dropout > 0:
             mods.append(nn.Dropout(row.dropout))
         n = out * preset.maxout_pieces if row.act == "maxout" else out
@@ -60,11 +62,13 @@ def build_stack(layers: tuple[Layer, ...], in_width: int, preset: Preset,
             mods.append(nn.BatchNorm2d(n) if row.op != "linear" else nn.BatchNorm1d(n))
         if last_image_layer:
             mods.append(PixelBias(out, preset.image_size))
-        mods.append({"lrelu": lambda: nn.LeakyReLU(preset.slope),
-                     "relu": nn.ReLU, "maxout": lambda: Maxout(preset.maxout_pieces),
-                     "linear": nn.Identity, "sigmoid": nn.Sigmoid}[row.act]())
+        if row.act != "linear":
+            mods.append({"lrelu": lambda: nn.LeakyReLU(preset.slope), "relu": nn.ReLU,
+                         "maxout": lambda: Maxout(preset.maxout_pieces),
+                         "sigmoid": nn.Sigmoid}[row.act]())
+        rows.append(nn.Sequential(*mods))
         width = out
-    return nn.Sequential(*[m for m in mods if not isinstance(m, nn.Identity)]), width
+    return nn.Sequential(*rows), width
 
 
 class Encoder(nn.Module):
@@ -142,11 +146,10 @@ def param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def output_shapes(seq: nn.Sequential, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
-    """(layer name, output shape) after every weight layer: for tests and `--print-model`."""
+def row_shapes(stack: nn.Sequential, x: torch.Tensor) -> list[tuple[int, ...]]:
+    """The output shape (without batch) after every table row: for tests and inspection."""
     shapes = []
-    for m in seq:
-        x = m(x)
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, Maxout)):
-            shapes.append((type(m).__name__, tuple(x.shape[1:])))
+    for row in stack:
+        x = row(x)
+        shapes.append(tuple(x.shape[1:]))
     return shapes

@@ -154,7 +154,7 @@ IMAGENET128 = _at_128px(TINYIMAGENET64, "imagenet128")
 # Training hyper-parameters were searched on 2 CPU cores for a run of minutes (see README);
 # PacGAN's 400-epoch schedule (lr 1e-4, beta1 0.8) is `--lr 1e-4 --beta1 0.8`.
 TOY = Preset(
-    "toy", z_dim=2, data_dim=2, maxout_pieces=5, init_std=0.01,  # init std searched by Tune
+    "toy", z_dim=2, data_dim=2, maxout_pieces=5, init_std=0.1,  # the study draws it at random
     encoder=tuple(linear(400, bn=True) for _ in range(4)) + (linear(Z2, act="linear"),),
     decoder=tuple(linear(400, bn=True) for _ in range(4)) + (linear(IMG, act="linear"),),
     d_x=(), d_z=(),
