@@ -85,6 +85,15 @@ class RunConfig:
     resume: bool = _f(False, "continue the newest checkpoint of the run called --name")
     time_limit: float | None = _f(None, "stop training after this many minutes (then "
                                   "evaluate and save as at the end)")
+    on_divergence: str = _f("rollback", "when a loss turns NaN/Inf or the discriminator "
+                            "collapses: stop with an error, or roll back to the last good "
+                            "checkpoint with the learning rate times --rollback-lr-factor",
+                            choices=("stop", "rollback"))
+    rollback_lr_factor: float = _f(0.5, "learning-rate factor applied at each rollback")
+    max_rollbacks: int = _f(3, "rollbacks allowed before stopping with an error")
+    collapse_loss: float = _f(1e-4, "the discriminator counts as collapsed (it wins "
+                              "outright and the generator gets no gradient) when its loss "
+                              "falls below this; 0 disables the check")
 
 
 @dataclass

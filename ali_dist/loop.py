@@ -4,6 +4,8 @@ report, checkpoint. It knows nothing of Ray: `worker.py` runs it inside Ray Trai
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -22,10 +24,6 @@ from .tracking import Tracker
 
 # report(metrics, state): hand metrics (and, at checkpoints, the state to save) to the runner.
 Report = Callable[[dict, "dict | None"], None]
-
-
-class Diverged(RuntimeError):
-    """A loss went NaN/Inf: raised on every rank in the same step."""
 
 
 @dataclass
@@ -52,8 +50,19 @@ def total_steps(cfg: Config, batches_per_epoch: int) -> int:
     return max(1, math.ceil(cfg.optim.epochs * batches_per_epoch))
 
 
+def param_digest(model: torch.nn.Module) -> str:
+    """A fingerprint of every parameter's bytes: equal on all ranks when they are in sync."""
+    h = hashlib.sha1()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | None = None,
         restored: dict | None = None) -> ALI:
+    """Train to `total` steps (or the time limit); returns the model. On divergence, rolls
+    back to the last good state with a lower learning rate, or stops: the final report then
+    carries `diverged=1` and the reason is tagged in MLflow."""
     rank, world = distributed.world()
     tracker = tracker or Tracker(None)
     torch.manual_seed(cfg.run.seed)  # one init, identical on every rank
@@ -63,16 +72,28 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     loader = make_loader(cfg, rank, world, device)
     total = total_steps(cfg, loader.batches_per_epoch)
 
-    step = 0
+    def load(s: dict) -> int:
+        model.load_state_dict(s["model"])
+        opt.d.load_state_dict(s["opt_d"])
+        opt.g.load_state_dict(s["opt_g"])
+        step_fn.scaler.load_state_dict(s["scaler"])
+        loader.load_state_dict(s["loader"])
+        checkpoint.set_rng_state(s["rng"][rank % len(s["rng"])])
+        return int(s["step"])
+
+    def state() -> dict:
+        distributed.sync_buffers_(model)
+        return {"model": model.state_dict(), "opt_d": opt.d.state_dict(),
+                "opt_g": opt.g.state_dict(), "scaler": step_fn.scaler.state_dict(),
+                "step": step, "loader": loader.state_dict(),
+                "rng": distributed.all_gather_object(checkpoint.rng_state()),
+                "param_digests": distributed.all_gather_object(param_digest(model)),
+                "rollbacks": rollbacks, "config": cfg.to_dict()}
+
+    step = rollbacks = 0
     if restored is not None:
-        model.load_state_dict(restored["model"])
-        opt.d.load_state_dict(restored["opt_d"])
-        opt.g.load_state_dict(restored["opt_g"])
-        step_fn.scaler.load_state_dict(restored["scaler"])
-        loader.load_state_dict(restored["loader"])
-        step = int(restored["step"])
-        rngs = restored["rng"]
-        checkpoint.set_rng_state(rngs[rank % len(rngs)])
+        step = load(restored)
+        rollbacks = int(restored.get("rollbacks", 0))
         if rank == 0:
             print(f"[ali_dist] resumed from step {step}/{total}", flush=True)
     else:
@@ -82,28 +103,40 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             init_output_bias(model.decoder, first.float().mean(0))
             loader.load_state_dict(loader.initial_state())
         distributed.broadcast_module_(model)
-
-    def state() -> dict:
-        distributed.sync_buffers_(model)
-        rngs = distributed.all_gather_object(checkpoint.rng_state())
-        return {"model": model.state_dict(), "opt_d": opt.d.state_dict(),
-                "opt_g": opt.g.state_dict(), "scaler": step_fn.scaler.state_dict(),
-                "step": step, "loader": loader.state_dict(), "rng": rngs,
-                "config": cfg.to_dict()}
+    good = copy.deepcopy(state())   # what a rollback returns to (CPU-side copy)
 
     global_batch = cfg.optim.batch_size * world
     meter, batches = Meter(), iter(loader)
     t_start = t_last = time.perf_counter()
-    steps_at_last = step
+    steps_at_last, steps_at_start = step, step
     deadline = t_start + 60 * cfg.run.time_limit if cfg.run.time_limit else math.inf
     while step < total:
         x = next(batches)[0]
         m = step_fn(x)
         step += 1
-        if distributed.agree(not bool(torch.isfinite(m["loss_d"] + m["loss_g"])), device):
-            raise Diverged(f"training diverged at step {step}: loss_d={float(m['loss_d'])}, "
-                           f"loss_g={float(m['loss_g'])} on some rank (lr {cfg.optim.lr}); "
-                           f"lower --lr or resume from the last checkpoint")
+        problem = _divergence(m, cfg.run.collapse_loss)
+        if distributed.agree(problem is not None, device):
+            problem = problem or "another rank diverged"
+            msg = (f"training diverged at step {step} ({problem}; lr {_lr(opt):.3g})")
+            if cfg.run.on_divergence == "rollback" and rollbacks < cfg.run.max_rollbacks:
+                rollbacks += 1
+                step = load(good)
+                for o in (opt.d, opt.g):
+                    for g in o.param_groups:
+                        g["lr"] *= cfg.run.rollback_lr_factor
+                batches, meter = iter(loader), Meter()
+                if rank == 0:
+                    print(f"[ali_dist] {msg}: rollback {rollbacks}/{cfg.run.max_rollbacks} to "
+                          f"step {step}, lr now {_lr(opt):.3g}", flush=True)
+                    tracker.tag(f"rollback_{rollbacks}", msg)
+                    tracker.metrics({"rollbacks": rollbacks, "lr": _lr(opt)}, step)
+                continue
+            if rank == 0:
+                print(f"[ali_dist] {msg}: stopping (--on-divergence {cfg.run.on_divergence}, "
+                      f"{rollbacks} rollback(s) used)", flush=True)
+                tracker.tag("diverged", msg)
+            report({"step": step, "diverged": 1, "divergence": msg}, None)
+            return model
         meter.add(m)
         log_now = step % cfg.run.log_every == 0
         out_of_time = log_now and distributed.agree(time.perf_counter() > deadline, device)
@@ -113,15 +146,17 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
         ckpt_now = step % cfg.run.checkpoint_every == 0 or last
         if not (log_now or eval_now or ckpt_now):
             continue
-        metrics = {"step": step, "epoch": step / loader.batches_per_epoch}
+        metrics = {"step": step, "epoch": step / loader.batches_per_epoch,
+                   "lr": _lr(opt), "rollbacks": rollbacks}
+        if hasattr(loader, "skipped_samples"):
+            metrics["skipped_samples"] = loader.skipped_samples
         if log_now:
             now = time.perf_counter()
             metrics.update(meter.pop())
             metrics["samples_per_s"] = global_batch * (step - steps_at_last) / (now - t_last)
             t_last, steps_at_last = now, step
             if rank == 0:
-                eta = (total - step) * (now - t_start) / max(1, step - (restored or {}).get(
-                    "step", 0))
+                eta = (total - step) * (now - t_start) / max(1, step - steps_at_start)
                 print(f"[ali_dist] step {step}/{total} | loss_d {metrics['loss_d']:.3f} "
                       f"loss_g {metrics['loss_g']:.3f} | D acc {metrics['d_acc']:.2f} | "
                       f"{metrics['samples_per_s']:.0f} samples/s | eta {eta:.0f}s", flush=True)
@@ -129,12 +164,32 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             distributed.sync_buffers_(model)
             metrics.update(evaluate(model, loader, tracker, step, is_rank0=rank == 0,
                                     final=last))
+        saved = None
+        if ckpt_now:
+            saved = state()
+            good = copy.deepcopy(saved)
+            metrics["ranks_in_sync"] = float(len(set(saved["param_digests"])) == 1)
         if rank == 0:
             tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
-        report(metrics, state() if ckpt_now else None)
+        report(metrics, saved)
         if out_of_time:
             if rank == 0:
                 print(f"[ali_dist] time limit of {cfg.run.time_limit} min reached at step "
                       f"{step}", flush=True)
             break
     return model
+
+
+def _lr(opt) -> float:
+    return opt.g.param_groups[0]["lr"]
+
+
+def _divergence(m: dict, collapse_loss: float) -> str | None:
+    """Why this step's metrics mean the run has gone wrong, or None."""
+    loss_d, loss_g = float(m["loss_d"]), float(m["loss_g"])
+    if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
+        return f"loss_d={loss_d}, loss_g={loss_g}"
+    if loss_d < collapse_loss:
+        return (f"discriminator collapsed: loss_d={loss_d:.2e} < {collapse_loss:g}, the "
+                f"generator's gradient vanishes")
+    return None

@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import checkpoint, config as config_lib, tracking
+from . import checkpoint, config as config_lib, storage as storage_lib, tracking
 
-RUN_META = "ali_dist_run.json"   # beside Ray's checkpoints: the MLflow run to resume into
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,15 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _storage(cfg) -> str:
-    s = cfg.run.storage or str(Path.cwd() / "ali_runs")
-    return s if "://" in s else str(Path(s).expanduser().resolve())
-
-
-def _run_dir_meta(storage: str, name: str) -> Path | None:
-    return None if "://" in storage else Path(storage) / name
-
-
 def _init_ray(cfg) -> None:
     import ray
     if ray.is_initialized():
@@ -65,7 +55,7 @@ def _init_ray(cfg) -> None:
         ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
                  include_dashboard=True, dashboard_host="127.0.0.1",
                  runtime_env={"env_vars": env},
-                 _node_ip_address="127.0.0.1", log_to_driver=True)
+                 log_to_driver=True)
 
 
 def _gpus_per_worker(cfg) -> float:
@@ -92,18 +82,18 @@ def train(cfg: config_lib.Config) -> dict:
 
     from . import worker
 
-    storage = _storage(cfg)
+    storage = storage_lib.resolve(cfg.run.storage)
     cfg.run.name = cfg.run.name or f"{cfg.model.preset}-{cfg.model.variant}-" \
                                    f"{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = _run_dir_meta(storage, cfg.run.name)
-    meta_path = run_dir / RUN_META if run_dir else None
-    previous = None
-    if run_dir is not None and run_dir.exists():
+    previous, resume_from = None, None
+    if storage_lib.run_exists(storage, cfg.run.name):
         if not cfg.run.resume:
             raise SystemExit(f"error: a run named {cfg.run.name!r} exists in {storage}; pass "
                              f"--resume to continue it or choose another --name")
-        if meta_path.is_file():
-            previous = json.loads(meta_path.read_text())
+        previous = storage_lib.read_meta(storage, cfg.run.name)
+        resume_from = storage_lib.latest_checkpoint(storage, cfg.run.name)
+        print(f"[ali_dist] resuming {cfg.run.name!r} from "
+              f"{resume_from or 'the start (no checkpoint was saved)'}", flush=True)
     elif cfg.run.resume:
         raise SystemExit(f"error: --resume: no run named {cfg.run.name!r} in {storage}")
 
@@ -115,10 +105,8 @@ def train(cfg: config_lib.Config) -> dict:
             "ray_storage": f"{storage}/{cfg.run.name}", "device": "gpu" if gpus else "cpu"}
     ref = tracking.start_run(cfg.run.experiment, cfg.run.name, cfg.flat(), tags,
                              run_id=previous and previous.get("mlflow_run_id"))
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(json.dumps({"mlflow_run_id": ref.run_id,
-                                         "tracking_uri": ref.tracking_uri}))
+    storage_lib.write_meta(storage, cfg.run.name, {"mlflow_run_id": ref.run_id,
+                                                   "tracking_uri": ref.tracking_uri})
     print(f"[ali_dist] run {cfg.run.name}: {cfg.run.workers} worker(s) x batch "
           f"{cfg.optim.batch_size} = global batch {cfg.run.workers * cfg.optim.batch_size}, "
           f"{'GPU' if gpus else 'CPU'}; MLflow run {ref.run_id} at {ref.tracking_uri}",
@@ -126,7 +114,8 @@ def train(cfg: config_lib.Config) -> dict:
 
     trainer = TorchTrainer(
         worker.train_func,
-        train_loop_config={"config": cfg.to_dict(), "mlflow": dataclasses.asdict(ref)},
+        train_loop_config={"config": cfg.to_dict(), "mlflow": dataclasses.asdict(ref),
+                           "resume_from": resume_from},
         scaling_config=ScalingConfig(
             num_workers=cfg.run.workers, use_gpu=gpus > 0,
             resources_per_worker={"CPU": cfg.run.cpus_per_worker,
@@ -143,8 +132,13 @@ def train(cfg: config_lib.Config) -> dict:
         tracking.end_run(ref, "FAILED")
         raise
     elapsed = time.time() - t0
+    if result.metrics and result.metrics.get("diverged"):
+        tracking.end_run(ref, "FAILED")
+        raise SystemExit(f"error: {result.metrics['divergence']}. The last good checkpoint is "
+                         f"{result.checkpoint.path if result.checkpoint else 'none'}; continue "
+                         f"with --resume --name {cfg.run.name} and a lower --lr")
 
-    output = Path(cfg.run.output or (run_dir / "model" if run_dir else "ali_model")).resolve()
+    output = Path(cfg.run.output or _default_output(storage, cfg.run.name)).resolve()
     with result.checkpoint.as_directory() as d:
         saved_cfg, model_state = checkpoint.read_model_dir(d)
     checkpoint.export_model(output, model_state, saved_cfg)
@@ -157,6 +151,11 @@ def train(cfg: config_lib.Config) -> dict:
                "checkpoint": result.checkpoint.path, "seconds": elapsed}
     _print_summary(cfg, summary)
     return summary
+
+
+def _default_output(storage: str, name: str) -> Path:
+    """Beside the checkpoints for local storage; ./ali_models/<name> for remote storage."""
+    return Path(storage) / name / "model" if "://" not in storage else Path("ali_models") / name
 
 
 def _print_summary(cfg, s: dict) -> None:

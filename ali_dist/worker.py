@@ -1,7 +1,7 @@
 """What each Ray Train worker runs: the only module that talks to `ray.train`.
 
 Ray Train starts one process per worker and the process group (gloo on CPU, NCCL on GPU);
-this adapter restores the newest checkpoint if Ray hands one over (after a failure or on
+this adapter restores the newest checkpoint (Ray's after a failure, or the driver's on
 `--resume`), runs `loop.run`, and turns its reports into `ray.train.report` calls. Every rank
 reports (Ray Train V2 expects it); rank 0 attaches the checkpoint.
 """
@@ -28,8 +28,12 @@ def train_func(loop_config: dict) -> None:
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cfg.run.cpus_per_worker)))
 
+    # After a failure inside this run Ray hands over its newest checkpoint; on `--resume` the
+    # driver names the newest one in storage (Train V2's way to start from an earlier run).
     restored = None
     ckpt = ray.train.get_checkpoint()
+    if ckpt is None and loop_config.get("resume_from"):
+        ckpt = ray.train.Checkpoint(loop_config["resume_from"])
     if ckpt is not None:
         with ckpt.as_directory() as d:
             restored = checkpoint.load_state(d)

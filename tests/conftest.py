@@ -23,16 +23,18 @@ def ali_home(tmp_path, monkeypatch):
     return home
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_cluster():
-    """A real local Ray (loopback only, no dashboard), shared by the tests that train."""
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "120")
-    ray.init(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
-             _node_ip_address="127.0.0.1",
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, log_to_driver=True)
-    yield ray
-    ray.shutdown()
+    """A real local Ray (4 logical CPUs on 2 cores), started once and reused by the tests
+    that train; a test that needs its own cluster shuts it down and the next one restarts it."""
+    from helpers import start_local_ray
+    return start_local_ray()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import sys as _sys
+    if "ray" in _sys.modules and _sys.modules["ray"].is_initialized():
+        _sys.modules["ray"].shutdown()
 
 
 sys.path.insert(0, str(REPO / "tests"))  # tests/helpers.py

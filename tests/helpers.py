@@ -1,6 +1,22 @@
 """Helpers shared by test files (fixtures live in conftest.py)."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_local_ray():
+    """One real local Ray per test process (4 logical CPUs on 2 cores), reused until a test
+    that needs its own cluster shuts it down."""
+    import ray
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "120")
+        ray.init(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}, log_to_driver=True)
+    return ray
+
 
 def run_train(argv: list[str]) -> dict:
     """The CLI's path in-process: flags -> resolved config -> train()."""

@@ -6,13 +6,16 @@ import pytest
 import torch
 
 import ali_dist
+from ali_dist import storage
 from helpers import run_train
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def toy_run(ray_cluster, tmp_path_factory):
+def toy_run(tmp_path_factory):
+    from helpers import start_local_ray
+    start_local_ray()
     home = tmp_path_factory.mktemp("home")
     mp = pytest.MonkeyPatch()
     mp.setenv("ALI_DIST_HOME", str(home))
@@ -56,7 +59,7 @@ def test_checkpoints_are_kept_in_ray_storage(toy_run):
     state = torch.load(ckpts[-1] / "state.pt", weights_only=True)
     assert state["step"] == 300 and len(state["rng"]) == 2       # every rank's RNG
     assert set(state) >= {"model", "opt_d", "opt_g", "scaler", "loader", "config"}
-    assert json.loads((out / "ray" / "toy2" / "ali_dist_run.json").read_text())[
+    assert json.loads((out / "ray" / "toy2" / storage.RUN_META).read_text())[
         "mlflow_run_id"] == summary["mlflow_run_id"]
 
 
