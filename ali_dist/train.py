@@ -40,22 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _init_ray(cfg) -> None:
+    """Join the cluster at RAY_ADDRESS (under `ray job submit` the job's runtime env, working
+    directory included, already applies to every worker), else start a private local one.
+    Workers need no environment from here: the MLflow run reaches them in their config."""
     import ray
     if ray.is_initialized():
         return
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                       os.environ.get("PYTHONPATH")]))}
-    for var in ("MLFLOW_TRACKING_URI", "ALI_DIST_HOME"):
-        if os.environ.get(var):
-            env[var] = os.environ[var]
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(runtime_env={"env_vars": env}, log_to_driver=True)
-    else:  # a private local cluster; nothing listens beyond 127.0.0.1
-        need = cfg.run.workers * cfg.run.cpus_per_worker
-        ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
-                 include_dashboard=True, dashboard_host="127.0.0.1",
-                 runtime_env={"env_vars": env},
-                 log_to_driver=True)
+        ray.init(log_to_driver=True)
+        return
+    need = cfg.run.workers * cfg.run.cpus_per_worker
+    ray.init(num_cpus=max(os.cpu_count() or 1, int(need + 0.999)),
+             include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
+                 filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}})
 
 
 def _gpus_per_worker(cfg) -> float:

@@ -1,0 +1,133 @@
+"""`ray job submit --working-dir . -- python -m ali_dist.train ...` against a real head with
+token authentication on (as users have it), logging into a real MLflow tracking server."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered (a token-protected dashboard says 401): it is up
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"{url} did not answer in {seconds}s: {log.read_text()[-3000:]}")
+
+
+def _start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # its own process group, so the test stops this cluster and nothing else on the machine
+    return subprocess.Popen(args, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def mlflow_server():
+    work = Path(tempfile.mkdtemp(prefix="mlfs", dir="/tmp"))
+    port = _port()
+    log = work / "server.log"
+    proc = _start([str(BIN / "mlflow"), "server", "--backend-store-uri",
+                   f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination",
+                   str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", "1"], dict(os.environ), log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/health", 180, proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server):
+    from mlflow.tracking import MlflowClient
+    work = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))  # short: Ray's socket paths
+    token = secrets.token_hex(24)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120"}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dash = _port(), _port()
+    head_log = work / "head.log"
+    head = _start([str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs),
+                   "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
+                   "--dashboard-port", str(dash), "--num-cpus", "4", "--temp-dir",
+                   str(work / "ray"), "--disable-usage-stats"], env, head_log)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        _wait_http(f"{address}/api/version", 180, head, head_log)
+        # a client without the token is turned away
+        no_token = {k: v for k, v in env.items() if k != "RAY_AUTH_TOKEN"}
+        no_token["HOME"] = str(work)  # and no ~/.ray/auth_token to fall back on
+        denied = subprocess.run([str(BIN / "ray"), "job", "list", "--address", address],
+                                env=no_token, capture_output=True, text=True, timeout=120)
+        assert denied.returncode != 0
+        assert "token" in (denied.stdout + denied.stderr).lower()
+
+        runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server}}
+        submit = subprocess.run(
+            [str(BIN / "ray"), "job", "submit", "--address", address, "--submission-id",
+             "ali-job-1", "--working-dir", str(REPO), "--runtime-env-json",
+             json.dumps(runtime_env), "--", "python", "-m", "ali_dist.train",
+             "--preset", "toy", "--workers", "2", "--steps", "100", "--log-every", "50",
+             "--eval-every", "100", "--name", "job1", "--experiment", "jobs",
+             "--storage", str(work / "storage")],
+            env=env, capture_output=True, text=True, timeout=600)
+        assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-4000:]
+        assert "[ali_dist] step 100/100" in submit.stdout
+        status = subprocess.run([str(BIN / "ray"), "job", "status", "--address", address,
+                                 "ali-job-1"], env=env, capture_output=True, text=True,
+                                timeout=120)
+        assert "succeeded" in (status.stdout + status.stderr).lower()
+    finally:
+        _stop(head)
+        shutil.rmtree(work, ignore_errors=True)
+
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("jobs").experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.info.run_name == "job1"
+    assert run.data.tags["world_size"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")] == [50, 100]
+    assert "modes_paper" in run.data.metrics
+    assert "model" in {a.path for a in client.list_artifacts(run.info.run_id)}
