@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -21,6 +22,12 @@ from .models import ALI, build
 from .models.networks import init_output_bias
 from .step import TrainStep, make_optimizers
 from .tracking import Tracker
+
+def say(msg: str) -> None:
+    """A progress line. Written to the process's real stdout: Ray Train V2 patches `print`
+    and, where stdout has been wrapped, would emit every line twice."""
+    print(f"[ali_dist] {msg}", file=sys.__stdout__ or sys.stdout, flush=True)
+
 
 # report(metrics, state): hand metrics (and, at checkpoints, the state to save) to the runner.
 Report = Callable[[dict, "dict | None"], None]
@@ -95,7 +102,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
         step = load(restored)
         rollbacks = int(restored.get("rollbacks", 0))
         if rank == 0:
-            print(f"[ali_dist] resumed from step {step}/{total}", flush=True)
+            say(f"resumed from step {step}/{total}")
     else:
         torch.manual_seed(cfg.run.seed * 7919 + rank + 1)  # independent noise on each rank
         if model.preset.is_image:  # decoder output starts at the data's mean image
@@ -126,14 +133,14 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                         g["lr"] *= cfg.run.rollback_lr_factor
                 batches, meter = iter(loader), Meter()
                 if rank == 0:
-                    print(f"[ali_dist] {msg}: rollback {rollbacks}/{cfg.run.max_rollbacks} to "
-                          f"step {step}, lr now {_lr(opt):.3g}", flush=True)
+                    say(f"{msg}: rollback {rollbacks}/{cfg.run.max_rollbacks} to "
+                        f"step {step}, lr now {_lr(opt):.3g}")
                     tracker.tag(f"rollback_{rollbacks}", msg)
                     tracker.metrics({"rollbacks": rollbacks, "lr": _lr(opt)}, step)
                 continue
             if rank == 0:
-                print(f"[ali_dist] {msg}: stopping (--on-divergence {cfg.run.on_divergence}, "
-                      f"{rollbacks} rollback(s) used)", flush=True)
+                say(f"{msg}: stopping (--on-divergence {cfg.run.on_divergence}, "
+                    f"{rollbacks} rollback(s) used)")
                 tracker.tag("diverged", msg)
             report({"step": step, "diverged": 1, "divergence": msg}, None)
             return model
@@ -157,9 +164,9 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             t_last, steps_at_last = now, step
             if rank == 0:
                 eta = (total - step) * (now - t_start) / max(1, step - steps_at_start)
-                print(f"[ali_dist] step {step}/{total} | loss_d {metrics['loss_d']:.3f} "
-                      f"loss_g {metrics['loss_g']:.3f} | D acc {metrics['d_acc']:.2f} | "
-                      f"{metrics['samples_per_s']:.0f} samples/s | eta {eta:.0f}s", flush=True)
+                say(f"step {step}/{total} | loss_d {metrics['loss_d']:.3f} "
+                    f"loss_g {metrics['loss_g']:.3f} | D acc {metrics['d_acc']:.2f} | "
+                    f"{metrics['samples_per_s']:.0f} samples/s | eta {eta:.0f}s")
         if eval_now:
             distributed.sync_buffers_(model)
             metrics.update(evaluate(model, loader, tracker, step, is_rank0=rank == 0,
@@ -174,8 +181,8 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
         report(metrics, saved)
         if out_of_time:
             if rank == 0:
-                print(f"[ali_dist] time limit of {cfg.run.time_limit} min reached at step "
-                      f"{step}", flush=True)
+                say(f"time limit of {cfg.run.time_limit} min reached at step "
+                    f"{step}")
             break
     return model
 

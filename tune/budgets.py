@@ -1,0 +1,77 @@
+"""Named budgets: how many trials, and how long each trains. `--steps`, `--epochs` and
+`--trials` override the named budget's values."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True)
+class Budget:
+    trials: int                    # random settings (toy: per model; images: in the search)
+    steps: int | None = None       # per trial; None with epochs None: the preset's own budget
+    epochs: float | None = None
+    eval_every: int = 1000         # steps between evaluations (and Tune reports for images)
+    about: str = ""
+
+    def with_overrides(self, trials=None, steps=None, epochs=None,
+                       eval_every=None) -> "Budget":
+        b = self
+        if steps is not None or epochs is not None:   # one of the two decides the length
+            b = replace(b, steps=steps, epochs=epochs)
+        if trials is not None:
+            b = replace(b, trials=trials)
+        if eval_every is not None:
+            b = replace(b, eval_every=eval_every)
+        if b.trials < 1:
+            raise ValueError(f"--trials must be at least 1, got {b.trials}")
+        if (b.steps is not None and b.steps < 1) or (b.epochs is not None and b.epochs <= 0):
+            raise ValueError(f"a trial needs a positive --steps or --epochs "
+                             f"(got steps={b.steps}, epochs={b.epochs})")
+        if b.eval_every < 1:
+            raise ValueError(f"--eval-every must be at least 1, got {b.eval_every}")
+        if b.steps is not None:                        # at least one evaluation before the end
+            b = replace(b, eval_every=min(b.eval_every, b.steps))
+        return b
+
+    def describe(self, kind: str) -> str:
+        length = (f"{self.steps} steps" if self.steps else
+                  f"{self.epochs:g} epochs" if self.epochs else "the preset's budget")
+        per = "per model" if kind == "toy" else "in the search"
+        return f"{self.trials} trials {per} x {length}, evaluated every {self.eval_every} steps"
+
+
+# kind -> name -> Budget. "toy" is the in-process study, "image" the TorchTrainer search.
+# One toy step takes ~30 ms on one core: the laptop toy budget is ~5 models x 3 trials x
+# 3,000-4,500 steps, about 10 minutes with two trials at a time on 2 cores.
+BUDGETS: dict[str, dict[str, Budget]] = {
+    "toy": {
+        "ci": Budget(trials=2, steps=300, eval_every=150,
+                     about="an end-to-end check in about a minute"),
+        "laptop": Budget(trials=3, steps=3000, eval_every=1000,
+                         about="minutes on a laptop; the preset's default run length"),
+        "long": Budget(trials=5, steps=20_000, eval_every=2000,
+                       about="an hour or two on a laptop"),
+        # The ALI paper gives no epoch count for the toy; PacGAN's re-run of this setup
+        # trained 400 epochs of the 100,000 samples (400,000 steps at batch 100).
+        "paper": Budget(trials=10, epochs=400, eval_every=10_000,
+                        about="the paper's 10 random settings per model, PacGAN's 400 epochs"),
+    },
+    "image": {
+        "ci": Budget(trials=2, steps=40, eval_every=20,
+                     about="an end-to-end check of the search plumbing"),
+        "laptop": Budget(trials=4, steps=600, eval_every=200,
+                         about="a small ASHA search in tens of minutes on CPU"),
+        "long": Budget(trials=8, steps=5000, eval_every=500, about="hours on one GPU"),
+        "paper": Budget(trials=16, eval_every=2000,
+                        about="the preset's full epochs (the paper's) per trial, ASHA cutting "
+                              "the poor ones early"),
+    },
+}
+
+
+def get_budget(kind: str, name: str) -> Budget:
+    try:
+        return BUDGETS[kind][name]
+    except KeyError:
+        raise ValueError(f"unknown budget {name!r}; choose one of "
+                         f"{', '.join(BUDGETS[kind])}") from None
