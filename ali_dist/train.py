@@ -70,7 +70,7 @@ def _prepare_data(cfg) -> None:
     if preset.is_image and (cfg.data.data or preset.default_data) == "digits":
         from data_tools.digits import ensure_digits
         cache = Path(cfg.data.cache_dir or tracking.DEFAULT_HOME / "data").expanduser()
-        cfg.data.data = str(ensure_digits(cache / "digits"))
+        cfg.data.data = str(ensure_digits(cache))
 
 
 def train(cfg: config_lib.Config) -> dict:
