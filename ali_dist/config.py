@@ -22,7 +22,7 @@ def _f(default, help: str, choices=None, flag: str | None = None):
 
 @dataclass
 class ModelConfig:
-    preset: str = _f("toy", "architecture and hyper-parameters of one paper table",
+    preset: str = _f("digits", "architecture and hyper-parameters of one paper table",
                      choices=tuple(PRESETS))
     variant: str = _f("ali", "ali: encoder + decoder + D(x, z); gan: decoder + D(x) only",
                       choices=("ali", "gan"))

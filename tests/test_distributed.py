@@ -19,6 +19,7 @@ from helpers import run_train, start_local_ray
 
 def _toy_cfg(**run) -> config_lib.Config:
     cfg = config_lib.Config()
+    cfg.model.preset = "toy"
     cfg.optim.steps = run.pop("steps", 60)
     cfg.run.log_every, cfg.run.eval_every, cfg.run.checkpoint_every = 10, 10_000, 30
     for k, v in run.items():

@@ -104,9 +104,13 @@ SVHN = Preset("svhn", z_dim=256, image_size=32, slope=0.01, epochs=100,
               **_table_32px("lrelu", 0.2, 0.2))                              # Table 4
 
 # The embedded demo: scikit-learn's handwritten digits upsampled to 32 px, one channel. The
-# SVHN geometry (digits too) at a quarter of its widths, so a CPU trains it in minutes.
-DIGITS = Preset("digits", z_dim=32, image_size=32, channels=1, slope=0.01, lr=2e-4,
-                batch_size=64, default_data="digits", **_table_32px("lrelu", 0.2, 0.2, 0.25))
+# SVHN geometry (digits too) at a quarter of its widths, so a CPU trains it in minutes. With
+# the paper's N(0, 0.01) init the un-normalised D starts dead (its output is 0.5 to four
+# decimals) and needs hundreds of steps to wake; std 0.05 and lr 5e-4 give digit-like samples
+# and reconstructions at half the random-pair error within 4,000 steps on CPU.
+DIGITS = Preset("digits", z_dim=32, image_size=32, channels=1, slope=0.01, lr=5e-4,
+                init_std=0.05, batch_size=64, default_data="digits", steps=4000,
+                **_table_32px("lrelu", 0.2, 0.2, 0.25))
 
 _CELEBA_ENC = (conv(2, 1, 64, bn=True), conv(7, 2, 128, bn=True), conv(5, 2, 256, bn=True),
                conv(7, 2, 256, bn=True), conv(4, 1, 512, bn=True), conv(1, 1, Z2, act="linear"))
