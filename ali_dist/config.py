@@ -40,6 +40,8 @@ class DataConfig:
     loader: str = _f("auto", "input pipeline: dali, webdataset, or auto (DALI where it "
                      "imports, else webdataset)", choices=("auto", "dali", "webdataset"))
     loader_threads: int = _f(2, "decode threads per worker")
+    flip: bool = _f(False, "random horizontal flips of training images (off by default: "
+                    "the paper trains without augmentation; digits must not be mirrored)")
     skip_bad_samples: bool = _f(False, "skip corrupt or malformed samples with a counted "
                                 "warning instead of stopping with an error")
     cache_dir: str | None = _f(None, "where embedded datasets are converted to shards "

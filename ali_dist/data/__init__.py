@@ -1,9 +1,14 @@
 """Input pipelines. Every loader yields `(x, y)` batches on the worker's device, x in the
-model's range ([0, 1] images, raw 2-D points for the toy), y the labels or None, and has:
+model's range ([0, 1] images NCHW, raw 2-D points for the toy), y a LongTensor of classes, a
+uint8 tensor of binary attributes (one column per attribute), or None; and has:
 
-    batches_per_epoch        batches each rank sees per epoch
+    batches_per_epoch        batches each rank sees per epoch (the same on every rank)
     state_dict() / load_state_dict(d) / initial_state()   the data position, for resuming
     validation_batch(n)      n held-out x for evaluation (grids, reconstructions)
+    skipped_samples          bad samples skipped so far (images, with --skip-bad-samples)
+
+`toy.py` is the toy's; `images.py` chooses DALI (`dali.py`) or webdataset (`wds.py`) over the
+shards `shards.py` resolves, with the per-sample rules both share in `samples.py`.
 """
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def decode_image(data: bytes, channels: int) -> np.ndarray:
             img = img.convert("L" if channels == 1 else "RGB")
     except Exception as e:  # noqa: BLE001 - PIL raises OSError, SyntaxError, ValueError...
         raise ValueError(f"image does not decode ({type(e).__name__}: {e})") from None
-    arr = np.asarray(img)
+    arr = np.array(img)  # a writable copy: torch.from_numpy refuses read-only arrays
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 

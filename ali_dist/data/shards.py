@@ -19,7 +19,9 @@ pattern, a missing shard or a truncated file is reported up front, by name.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
 import io
 import json
 import os
@@ -96,8 +98,9 @@ def read_index(path: str) -> list[Entry]:
     return entries
 
 
-def scan_tar(path: str) -> list[Entry]:
-    """The sample table of a local tar from its headers alone (seeks past member data)."""
+def scan_tar(path: str, partial: bool = False) -> list[Entry]:
+    """The sample table of a local tar from its headers alone (seeks past member data). An
+    unreadable tar raises DataError, or with `partial` gives the samples before the damage."""
     entries: list[Entry] = []
     try:
         with tarfile.open(path, "r:") as tar:
@@ -112,6 +115,8 @@ def scan_tar(path: str) -> list[Entry]:
                 else:
                     entries.append(Entry(key, {ext: (m.offset_data, m.size)}))
     except (tarfile.TarError, OSError) as e:
+        if partial:
+            return entries
         where = f" after sample {entries[-1].key!r}" if entries else ""
         raise DataError(f"{path}: not a readable tar file{where}: {e}") from None
     return entries
@@ -126,8 +131,8 @@ def truncated(path: str, entries: list[Entry]) -> list[Entry]:
 def locate_truncation(path: str) -> str | None:
     """The key of the sample a truncated local tar ends in, or None if no member is cut."""
     try:
-        cut = truncated(path, scan_tar(path))
-    except DataError:
+        cut = truncated(path, scan_tar(path, partial=True))
+    except OSError:
         return None
     return cut[0].key if cut else None
 
@@ -151,7 +156,6 @@ def write_index(tar: str, idx: str) -> None:
 def index_cache_path(tar: str, cache_dir: str) -> str:
     """Where to put a generated index when the shard's directory is read-only: named by the
     shard's path, size and modification time, so a changed shard gets a new index."""
-    import hashlib
     st = os.stat(tar)
     tag = hashlib.sha1(f"{os.path.abspath(tar)}:{st.st_size}:{st.st_mtime_ns}".encode())
     return os.path.join(cache_dir, f"{Path(tar).stem}-{tag.hexdigest()[:16]}.idx")
@@ -195,6 +199,8 @@ def resolve(source: str, split: str = TRAIN, count: bool = True) -> ShardSet:
     if not source:
         raise DataError("no data source given")
     source = str(source)
+    if source.startswith("file://"):
+        source = source[len("file://"):]
     if is_url(source):
         if source.endswith(MANIFEST):
             return _from_manifest(source, _read_remote_manifest(source), split)
@@ -239,7 +245,7 @@ def expand(pattern: str) -> list[str]:
     names = list(braceexpand.braceexpand(pattern))
     if is_url(pattern):
         return names
-    out = []
+    out, missing = [], []
     for name in names:
         name = os.path.expanduser(name)
         if GLOB_CHARS.search(name):
@@ -250,13 +256,16 @@ def expand(pattern: str) -> list[str]:
                                    else f" (directory {os.path.dirname(name)} does not exist)"))
             out += hits
         elif not os.path.exists(name):
-            raise DataError(f"{name}: no such file or directory"
-                            + (f" (from pattern {pattern})" if name != pattern else ""))
+            missing.append(name)
         elif os.path.isdir(name):
             raise DataError(f"{name}: a directory inside a shard pattern; give the directory "
                             f"alone, or a pattern of .tar files")
         else:
             out.append(name)
+    if missing:
+        more = f"and {len(missing) - 1} more of the {len(names)} names " if len(missing) > 1 else ""
+        raise DataError(f"{missing[0]}: no such file or directory"
+                        + (f" ({more}from pattern {pattern})" if len(names) > 1 else ""))
     if not out:
         raise DataError(f"{pattern}: matches no shard")
     return out
@@ -338,12 +347,13 @@ def _from_shards(source: str, shards: list[str], count: bool) -> ShardSet:
     first = _first_sample(shards[0])
     image_ext = next((e for e in IMAGE_EXTS if e in first), None)
     if image_ext is None:
+        members = sorted(k for k in first if not k.startswith("_"))
         raise DataError(f"{shards[0]}: first sample {first['__key__']!r} has no image member "
-                        f"({'/'.join(IMAGE_EXTS)}); it has {sorted(k for k in first if k[0] != '_')}")
+                        f"({'/'.join(IMAGE_EXTS)}); it has {members}")
     from PIL import Image
     try:
         img = Image.open(io.BytesIO(first[image_ext]))
-        hw, mode = (img.height, img.width), img.mode
+        hw, grey = (img.height, img.width), img.getbands()[0] in ("L", "I", "F", "1")
     except Exception as e:  # noqa: BLE001 - PIL raises several types for bad data
         raise DataError(f"{shards[0]}: sample {first['__key__']!r}: image does not decode: {e}") \
             from None
@@ -353,7 +363,7 @@ def _from_shards(source: str, shards: list[str], count: bool) -> ShardSet:
         indexes = [index_name(s) if os.path.isfile(index_name(s)) else None for s in shards]
     counts = _count(shards, indexes) if count else [0] * len(shards)
     return ShardSet(source=source, shards=shards, counts=counts, image_hw=hw,
-                    channels=1 if mode in ("L", "I", "I;16", "1") else 3,
+                    channels=1 if grey else 3,
                     image_exts=IMAGE_EXTS, label=label,
                     n_attributes=len(first[ATTR_EXT]) if label == ATTR_EXT else None,
                     indexes=indexes, sizes=[None] * len(shards))
@@ -363,8 +373,7 @@ def _first_sample(url: str) -> dict:
     """The members of the first sample of a shard (local or remote), read by streaming."""
     sample: dict = {}
     try:
-        stream = _open(url)
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
+        with _opened(url) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for m in tar:
                 if not m.isreg():
                     continue
@@ -377,7 +386,8 @@ def _first_sample(url: str) -> dict:
         if not sample:
             raise DataError(f"{url}: not a readable tar file: {e}") from None
     except Exception as e:  # noqa: BLE001 - transport errors of remote streams
-        raise DataError(f"{url}: cannot read: {e}") from None
+        if not sample:
+            raise DataError(f"{url}: cannot read: {e}") from None
     if not sample:
         raise DataError(f"{url}: holds no samples")
     return sample
@@ -388,14 +398,20 @@ def _count(shards: list[str], indexes: list[str | None]) -> list[int]:
         warnings.warn(f"{shards[0]}...: remote shards without a manifest: counting samples "
                       f"by streaming all {len(shards)} shard(s) once; a manifest.json saves this")
         return [_stream_count(u) for u in shards]
-    return [len(read_index(i)) if i else len(scan_tar(s)) for s, i in zip(shards, indexes)]
+    # A truncated shard counts its complete samples; the loader reports the cut one.
+    return [len(read_index(i)) if i else _complete(s) for s, i in zip(shards, indexes)]
+
+
+def _complete(path: str) -> int:
+    entries = scan_tar(path, partial=True)
+    return len(entries) - len(truncated(path, entries))
 
 
 def _stream_count(url: str) -> int:
     keys = 0
     last = None
     try:
-        with tarfile.open(fileobj=_open(url), mode="r|*") as tar:
+        with _opened(url) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
             for m in tar:
                 key = split_key(m.name)[0]
                 if m.isreg() and key != last:
@@ -405,11 +421,22 @@ def _stream_count(url: str) -> int:
     return keys
 
 
-def _open(url: str):
+@contextlib.contextmanager
+def _opened(url: str):
+    """A byte stream of a local file or (through webdataset's gopen) a URL or pipe."""
     if not is_url(url):
-        return open(url, "rb")
+        with open(url, "rb") as f:
+            yield f
+        return
     from webdataset.gopen import gopen
-    return gopen(_wds_url(url))
+    stream = gopen(_wds_url(url))
+    try:
+        yield stream
+    finally:
+        try:
+            stream.close()
+        except Exception:  # noqa: BLE001 - a pipe closed early exits non-zero: expected
+            pass
 
 
 def _wds_url(url: str) -> str:

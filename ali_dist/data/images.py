@@ -1,0 +1,179 @@
+"""Image loaders: `make_image_loader` picks the pipeline, and `ImageLoader` holds what the DALI
+and webdataset pipelines share: the epoch plan, the data position, the validation batch and the
+bad-sample count.
+
+The epoch plan is a function of (seed, epoch) alone, so every rank derives the same one and a
+resumed run re-derives it:
+  1. the shards are put in a permuted order;
+  2. their concatenated samples are cut into `world` contiguous parts (as DALI's
+     `shard_id`/`num_shards` cut them) and rank r reads part (r + epoch) % world, so each rank
+     sees other data every epoch even when the dataset is one shard;
+  3. a rank shuffles its part through a buffer of SHUFFLE_BUFFER samples and takes exactly
+     `batches_per_epoch` full batches: every rank takes the same number of steps, and the
+     remainder of a part (less than a batch per rank) sits out this epoch.
+The data position is (epoch, batch within the epoch). Resuming rebuilds that epoch's plan and
+skips `batch` batches. The cost, once, on the first resumed epoch: DALI decodes and discards
+those batches (at most one epoch of decoding); webdataset reads but does not decode them.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from .samples import BadSamples, SampleSpec
+from .shards import TRAIN, DataError, ShardSet, resolve, validation_set
+
+SHUFFLE_BUFFER = 1024   # samples in a rank's shuffle buffer (DALI's default `initial_fill`)
+VALIDATION_BATCH = 256  # decode batch size when reading the validation images
+
+
+def shard_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The epoch's shard order, the same on every rank."""
+    return np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(n).tolist()
+
+
+def part_of(rank: int, epoch: int, world: int) -> int:
+    return (rank + epoch) % world
+
+
+def part_range(total: int, part: int, parts: int) -> tuple[int, int]:
+    """Samples [start, end) of part `part` of `parts`: DALI's cut of a reader into shards."""
+    return total * part // parts, total * (part + 1) // parts
+
+
+def derive_seed(*values: int) -> int:
+    """A 31-bit seed from several integers (DALI wants a non-negative int32)."""
+    words = [v & 0xFFFFFFFF for v in values]
+    return int(np.random.SeedSequence(words).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@functools.lru_cache(maxsize=1)
+def dali_available() -> bool:
+    try:
+        import nvidia.dali  # noqa: F401
+        import nvidia.dali.plugin.pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class ImageLoader:
+    """Batches `(x, y)` of one rank, forever: x float in [0, 1], (B, C, H, W) on `device`;
+    y a LongTensor of classes, a uint8 (B, n_attributes) tensor, or None.
+
+    Subclasses implement `_stream(epoch, batch)`, yielding `(epoch, batch, x_uint8, y)` from
+    that position on, and `_read_ordered(shards, n)`, the first n images of a split in order.
+    """
+    name = "?"
+
+    def __init__(self, train: ShardSet, val: ShardSet | None, *, image_size: int, channels: int,
+                 batch_size: int, rank: int = 0, world: int = 1, seed: int = 0,
+                 threads: int = 2, device: torch.device | str = "cpu",
+                 skip_bad_samples: bool = False, flip: bool = False,
+                 index_dir: str | None = None):
+        self.train, self.val = train, val
+        self.spec = SampleSpec.of(train, channels)
+        self.out_hw = (image_size, image_size)
+        self.batch_size, self.rank, self.world, self.seed = batch_size, rank, world, seed
+        self.threads, self.device, self.flip = threads, torch.device(device), flip
+        self.index_dir = index_dir
+        self.bad = BadSamples(skip_bad_samples)
+        self.epoch, self.batch = 0, 0
+        self._val_cache: torch.Tensor | None = None
+        self._set_total(train.total)
+
+    def _set_total(self, total: int) -> None:
+        self.batches_per_epoch = total // (self.batch_size * self.world)
+        if self.batches_per_epoch == 0:
+            raise DataError(f"{self.train.source}: {total} samples cannot fill one batch of "
+                            f"{self.batch_size} on each of {self.world} worker(s)")
+
+    @property
+    def skipped_samples(self) -> int:
+        return self.bad.count
+
+    # ---- the data position ----
+    def initial_state(self) -> dict:
+        return {"epoch": 0, "batch": 0}
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, batch = int(state["epoch"]), int(state["batch"])
+        if not 0 <= batch < self.batches_per_epoch or epoch < 0:
+            raise ValueError(f"data position (epoch {epoch}, batch {batch}) is outside an epoch "
+                             f"of {self.batches_per_epoch} batches: was the run made with "
+                             f"another dataset, batch size or worker count?")
+        self.epoch, self.batch = epoch, batch
+
+    def __iter__(self):
+        for epoch, batch, x, y in self._stream(self.epoch, self.batch):
+            if batch + 1 >= self.batches_per_epoch:
+                self.epoch, self.batch = epoch + 1, 0
+            else:
+                self.epoch, self.batch = epoch, batch + 1
+            yield self._x(x), None if y is None else y.to(self.device, non_blocking=True)
+
+    def _x(self, x: torch.Tensor) -> torch.Tensor:
+        # Moved as uint8 (a quarter of the bytes), made float on the device.
+        return x.to(self.device, non_blocking=True).float().div_(255)
+
+    def validation_batch(self, n: int) -> torch.Tensor:
+        """The first n images of the validation split (of the training data when there is
+        none), in order, without augmentation; fewer if the split is smaller. Cached."""
+        source = self.val or self.train
+        if self._val_cache is None or (len(self._val_cache) < n
+                                       and len(self._val_cache) < source.total):
+            self._val_cache = self._read_ordered(source, min(n, source.total))
+        return self._x(self._val_cache[:n])
+
+    # ---- what a pipeline implements ----
+    def _stream(self, epoch: int, batch: int):
+        raise NotImplementedError
+
+    def _read_ordered(self, shards: ShardSet, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.train.describe()}; batch {self.batch_size} x "
+                f"{self.world} worker(s), {self.batches_per_epoch} batches/epoch>")
+
+
+def make_image_loader(cfg, source: str, rank: int, world: int, device) -> ImageLoader:
+    """The loader `--loader` asks for: `dali`, `webdataset`, or `auto` (DALI where it imports
+    and the data is local, else webdataset)."""
+    from ..models import get_preset
+    preset = get_preset(cfg.model.preset)
+    train = resolve(source, TRAIN)
+    val = validation_set(train, cfg.data.val_data)
+    local = train.local and (val is None or val.local)
+    choice = cfg.data.loader
+    if choice == "auto":
+        choice = "dali" if local and dali_available() else "webdataset"
+    elif choice == "dali" and not local:
+        raise DataError(f"{source}: DALI reads local shards only; use --loader webdataset for "
+                        f"URLs")
+    elif choice == "dali" and not dali_available():
+        raise DataError("--loader dali: nvidia.dali does not import here; install "
+                        "nvidia-dali-cuda130 or use --loader webdataset")
+    if choice == "dali":
+        from .dali import DaliLoader as Loader
+    else:
+        from .wds import WdsLoader as Loader
+    return Loader(train, val, image_size=preset.image_size, channels=preset.channels,
+                  batch_size=cfg.optim.batch_size or preset.batch_size, rank=rank, world=world,
+                  seed=cfg.run.seed, threads=cfg.data.loader_threads, device=device,
+                  skip_bad_samples=cfg.data.skip_bad_samples,
+                  flip=cfg.data.flip,
+                  index_dir=_index_dir(cfg))
+
+
+def _index_dir(cfg) -> str:
+    """Where to write DALI indexes that cannot go beside read-only shards: beside the data
+    cache that `train.py` uses for embedded datasets."""
+    from pathlib import Path
+    from ..tracking import DEFAULT_HOME  # a constant; tracking imports mlflow lazily
+    return str(Path(cfg.data.cache_dir or DEFAULT_HOME / "data").expanduser() / "indexes")
