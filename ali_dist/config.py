@@ -145,6 +145,8 @@ def resolve(cfg: Config) -> Config:
         cfg.model.init_std = p.init_std
     if o.steps is None and o.epochs is None:  # the preset's budget: a demo, or the paper's
         o.steps, o.epochs = p.steps or None, p.epochs or None
+        if cfg.run.time_limit is None and p.demo_minutes:
+            cfg.run.time_limit = p.demo_minutes
     for name, v in (("batch_size", o.batch_size), ("workers", cfg.run.workers),
                     ("log_every", cfg.run.log_every), ("eval_every", cfg.run.eval_every),
                     ("checkpoint_every", cfg.run.checkpoint_every)):

@@ -73,13 +73,31 @@ def _prepare_data(cfg) -> None:
         cfg.data.data = str(ensure_digits(cache))
 
 
-def train(cfg: config_lib.Config) -> dict:
-    """Run a resolved config to the end; returns a summary (metrics, run id, model path)."""
+def make_trainer(cfg, ref, storage: str, gpus: float, resume_from: str | None,
+                 callbacks: list | None = None):
+    """The TorchTrainer for one run: `cfg.run.workers` processes (gloo on CPU, NCCL with
+    GPUs), checkpoints under <storage>/<cfg.run.name>. Tune trials build theirs here too."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from . import worker
+    return TorchTrainer(
+        worker.train_func,
+        train_loop_config={"config": cfg.to_dict(), "mlflow": dataclasses.asdict(ref),
+                           "resume_from": resume_from},
+        scaling_config=ScalingConfig(
+            num_workers=cfg.run.workers, use_gpu=gpus > 0,
+            resources_per_worker={"CPU": cfg.run.cpus_per_worker,
+                                  **({"GPU": gpus} if gpus else {})}),
+        torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
+        run_config=RunConfig(
+            name=cfg.run.name, storage_path=storage, callbacks=callbacks or None,
+            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints)))
 
+
+def train(cfg: config_lib.Config) -> dict:
+    """Run a resolved config to the end; returns a summary (metrics, run id, model path)."""
     storage = storage_lib.resolve(cfg.run.storage)
     cfg.run.name = cfg.run.name or f"{cfg.model.preset}-{cfg.model.variant}-" \
                                    f"{time.strftime('%Y%m%d-%H%M%S')}"
@@ -110,19 +128,7 @@ def train(cfg: config_lib.Config) -> dict:
           f"{'GPU' if gpus else 'CPU'}; MLflow run {ref.run_id} at {ref.tracking_uri}",
           flush=True)
 
-    trainer = TorchTrainer(
-        worker.train_func,
-        train_loop_config={"config": cfg.to_dict(), "mlflow": dataclasses.asdict(ref),
-                           "resume_from": resume_from},
-        scaling_config=ScalingConfig(
-            num_workers=cfg.run.workers, use_gpu=gpus > 0,
-            resources_per_worker={"CPU": cfg.run.cpus_per_worker,
-                                  **({"GPU": gpus} if gpus else {})}),
-        torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
-        run_config=RunConfig(
-            name=cfg.run.name, storage_path=storage,
-            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=cfg.run.keep_checkpoints)))
+    trainer = make_trainer(cfg, ref, storage, gpus, resume_from)
     t0 = time.time()
     try:
         result = trainer.fit()

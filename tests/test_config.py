@@ -61,3 +61,11 @@ def test_help_explains_every_flag():
             assert flag in out, flag
             assert f.metadata["help"].split()[0] in out
     assert "PER WORKER" in out   # the batch-size semantics are spelled out
+
+
+def test_demo_budgets_carry_a_time_limit_only_when_the_user_gave_none():
+    assert _cfg([]).run.time_limit == 7                        # the no-argument demo (digits)
+    assert _cfg(["--preset", "toy"]).run.time_limit == 3.5
+    assert _cfg(["--steps", "10"]).run.time_limit is None      # the user's budget stands
+    assert _cfg(["--time-limit", "20"]).run.time_limit == 20
+    assert _cfg(["--preset", "svhn"]).run.time_limit is None   # paper runs: no limit

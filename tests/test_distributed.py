@@ -202,3 +202,13 @@ def test_killed_worker_resumes_from_the_last_checkpoint(ali_home, tmp_path):
     recovery = after[0] - killed_at if after else float("nan")
     print(f"\n[fault tolerance] steps repeated: {repeated * 50}, seconds from kill to the "
           f"next logged step: {recovery:.1f}")
+
+
+def test_time_limit_ends_the_run_like_its_last_step():
+    reports, saved = [], []
+    loop.run(_toy_cfg(steps=10_000, time_limit=0.0001), torch.device("cpu"),
+             lambda m, s: (reports.append(m), s and saved.append(s)))
+    final = reports[-1]
+    assert final["step"] == 10 < 10_000               # the first log step past the deadline
+    assert "modes_paper" in final                     # evaluated as at the end
+    assert saved and saved[-1]["step"] == 10          # and checkpointed

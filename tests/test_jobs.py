@@ -103,6 +103,16 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
         assert denied.returncode != 0
         assert "token" in (denied.stdout + denied.stderr).lower()
 
+        # the dashboard answers before its job agent is up: wait until the API accepts jobs
+        deadline = time.time() + 180
+        while True:
+            ready = subprocess.run([str(BIN / "ray"), "job", "list", "--address", address],
+                                   env=env, capture_output=True, text=True, timeout=120)
+            if ready.returncode == 0:
+                break
+            assert time.time() < deadline, ready.stdout[-2000:] + ready.stderr[-2000:]
+            time.sleep(3)
+
         runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server}}
         submit = subprocess.run(
             [str(BIN / "ray"), "job", "submit", "--address", address, "--submission-id",

@@ -41,8 +41,9 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     for step in range(1, total + 1):
         m = method(next(batches)[0], step)
         if not all(torch.isfinite(v).all() for v in m.values()):
+            values = ", ".join(f"{k}={float(v)}" for k, v in m.items())
             raise Diverged(f"{method.name} diverged at step {step} ({method.phase(step)} phase, "
-                           f"lr {cfg.optim.lr}): {', '.join(f'{k}={float(v)}' for k, v in m.items())}")
+                           f"lr {cfg.optim.lr}): {values}")
         if meter.sums is not None and meter.sums.keys() != m.keys():
             meter.pop()                       # a new phase logs other quantities
         meter.add(m)

@@ -70,6 +70,8 @@ class Preset:
     default_data: str = ""          # what `--data` means when not given
     steps: int = 0                  # default budget: steps (demos) ...
     epochs: float = 0               # ... or the paper's epochs
+    demo_minutes: float = 0         # demos: a time limit on the default budget, so that the
+                                    # no-argument run ends in minutes on a slow machine too
 
     @property
     def is_image(self) -> bool:
@@ -109,7 +111,7 @@ SVHN = Preset("svhn", z_dim=256, image_size=32, slope=0.01, epochs=100,
 # decimals) and needs hundreds of steps to wake; std 0.05 and lr 5e-4 give digit-like samples
 # and reconstructions at half the random-pair error within 4,000 steps on CPU.
 DIGITS = Preset("digits", z_dim=32, image_size=32, channels=1, slope=0.01, lr=5e-4,
-                init_std=0.05, batch_size=64, default_data="digits", steps=4000,
+                init_std=0.05, batch_size=64, default_data="digits", steps=4000, demo_minutes=7,
                 **_table_32px("lrelu", 0.2, 0.2, 0.25))
 
 _CELEBA_ENC = (conv(2, 1, 64, bn=True), conv(7, 2, 128, bn=True), conv(5, 2, 256, bn=True),
@@ -164,7 +166,7 @@ TOY = Preset(
     d_x=(), d_z=(),
     d_xz=(linear(200, act="maxout"), linear(200, act="maxout"), linear(200, act="maxout"),
           linear(LOGIT, act="linear")),
-    lr=1e-3, beta1=0.5, batch_size=100, default_data="toy", steps=3000)
+    lr=1e-3, beta1=0.5, batch_size=100, default_data="toy", steps=3000, demo_minutes=3.5)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     TOY, DIGITS, CIFAR10, SVHN, CELEBA64, TINYIMAGENET64, CELEBA128, IMAGENET128)}
