@@ -10,6 +10,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# One torch thread in the test process: the machines have 2 cores shared with Ray workers, and
+# OpenMP threads spin-waiting on busy cores make small models 10-100x slower.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def ali_home(tmp_path, monkeypatch):

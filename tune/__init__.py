@@ -15,4 +15,8 @@ Modules, one job each:
     figures.py       Figure 8: the best trial's panels per model, side by side
     study.py         building, running and restoring the Tuner
     search.py        the command line (toy_study.py is its toy entry point)
+    toy_study.py     the toy study: paired settings, in-process trials, table, Figure 8
+    image_search.py  the ASHA search through TorchTrainer, resumable
+    convergence.py   one toy run with options the loop lacks (lr decay, D steps): the
+                     measurements behind the toy-convergence notes
 """

@@ -66,27 +66,44 @@ def children(study: StudyRef) -> list:
         max_results=10_000)
 
 
-def close_children(study: StudyRef, stopped_early: set[str]) -> None:
-    """Children still RUNNING belong to trials Tune ended from outside (ASHA stopped them, or
-    the driver died): close them, tagging the early stops."""
+def close_children(study: StudyRef, completed: set[str], stopped_early: set[str]) -> None:
+    """Children still RUNNING belong to trials that Tune ended from outside: ASHA stopped them
+    (tagged `stopped_early`), a scheduler stopped them at their last step (`completed`), or
+    the driver died. The first two count as finished, the rest as killed."""
     client = _client(study.tracking_uri)
     for run in children(study):
         if run.info.status != "RUNNING":
             continue
-        early = run.data.tags.get(TRIAL_TAG) in stopped_early
-        if early:
+        trial = run.data.tags.get(TRIAL_TAG)
+        if trial in stopped_early:
             client.set_tag(run.info.run_id, "stopped_early", "true")
-        client.set_terminated(run.info.run_id, "FINISHED" if early else "KILLED")
+        done = trial in stopped_early or trial in completed
+        client.set_terminated(run.info.run_id, "FINISHED" if done else "KILLED")
 
 
 def log_study(study: StudyRef, files: dict[str, str], metrics: dict[str, float],
-              figures: dict[str, object], status: str = "FINISHED") -> None:
-    """Study-level artifacts (text files by artifact name), summary metrics and figures on
-    the parent run; then close it."""
+              figures: dict[str, object], images: dict[str, Path] | None = None,
+              params: dict | None = None, status: str = "FINISHED") -> None:
+    """Study-level artifacts on the parent run, then close it: text files and image files
+    (by artifact path), summary metrics, matplotlib figures, and extra parameters (the best
+    configuration; a resumed study may already hold them, so existing keys are skipped)."""
     ref = tracking.RunRef(study.tracking_uri, study.parent_run_id, study.experiment_id)
     tracker = tracking.Tracker(ref)
+    client = _client(study.tracking_uri)
     for name, text in files.items():
         tracker.text(text, name)
+    for name, local in (images or {}).items():
+        d = Path(tempfile.mkdtemp(prefix="ali_art_"))
+        target = d / Path(name).name
+        target.write_bytes(Path(local).read_bytes())
+        parent = str(Path(name).parent)
+        client.log_artifact(study.parent_run_id, str(target),
+                            None if parent in ("", ".") else parent)
+    if params:
+        have = client.get_run(study.parent_run_id).data.params
+        for k, v in params.items():
+            if k not in have:
+                client.log_param(study.parent_run_id, k, str(v)[:6000])
     if metrics:
         tracker.metrics(metrics, 0)
     for name, fig in figures.items():

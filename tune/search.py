@@ -1,0 +1,161 @@
+"""`python -m tune.search`: Ray Tune studies of ali-dist, one command for every preset.
+
+    python -m tune.search                       the toy study at the laptop budget
+    python -m tune.search --budget ci           the same, in about a minute
+    python -m tune.search --preset digits --budget laptop
+    python -m tune.search --preset celeba64 --data /shards/celeba64 --budget paper --workers 8
+    python -m tune.search --preset digits --name my-search --resume   (after the driver died)
+
+The toy preset runs the paper's study (section 4.5): every model (ALI, GAN and the Figure 8
+baselines) trained at the same random settings of lr, beta1 and init std, in-process trials,
+a table of both mode counts, Figure 8. Image presets (or the toy with --runner torch) run an
+ASHA search over lr and beta1 on the reconstruction ratio, one distributed TorchTrainer per
+trial. Everything goes to MLflow: a parent run per study, a child run per trial.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ali_dist import config as config_lib
+from ali_dist.baselines import BASELINES
+from ali_dist.models import PRESETS, VARIANTS, get_preset
+
+from .budgets import BUDGETS
+
+MODELS = VARIANTS + tuple(BASELINES)     # what the toy study can train
+
+
+def _budget_help() -> str:
+    lines = []
+    for kind, budgets in BUDGETS.items():
+        for name, b in budgets.items():
+            lines.append(f"  {name:7s} {kind}: {b.describe(kind)} — {b.about}")
+    return "\n".join(lines)
+
+
+def build_parser(prog: str = "python -m tune.search", toy_only: bool = False):
+    p = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1] + " "
+        "The toy preset runs the paper's toy study; image presets run an ASHA search.",
+        epilog="Budgets (trials x length; --trials/--steps/--epochs/--eval-every override "
+               "them):\n" + _budget_help() + "\n\nRay: joins RAY_ADDRESS when set, else starts "
+               "a local Ray. MLflow: MLFLOW_TRACKING_URI when set, else SQLite under "
+               "ALI_DIST_HOME (~/.cache/ali_dist). Tables are written to --out and to the "
+               "study's MLflow parent run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--preset", default="toy", choices=tuple(PRESETS),
+      help=argparse.SUPPRESS if toy_only else
+      "architecture and hyper-parameters searched around [default: toy]")
+    a("--data", help="training data for image presets (as `python -m ali_dist.train --data`); "
+                     "default: the preset's embedded data")
+    a("--config", help="YAML training config (sections model/data/optim/run, as for "
+                       "`python -m ali_dist.train`) every trial starts from; the search's own "
+                       "flags override it")
+    g = p.add_argument_group("budget")
+    g.add_argument("--budget", default="laptop", choices=tuple(BUDGETS["toy"]),
+                   help="named budget, see below [default: laptop]")
+    g.add_argument("--trials", type=int, help="random settings (toy: each trained by every "
+                                              "model; images: trials of the search)")
+    g.add_argument("--steps", type=int, help="training steps per trial")
+    g.add_argument("--epochs", type=float, help="training epochs per trial instead of --steps")
+    g.add_argument("--eval-every", type=int, help="steps between evaluations (mode counts; "
+                                                  "reconstruction ratio for ASHA)")
+    g = p.add_argument_group("toy study")
+    g.add_argument("--models", default=",".join(MODELS),
+                   help=f"comma-separated models of the toy study [default: all: "
+                        f"{','.join(MODELS)}]")
+    g.add_argument("--runner", default="auto", choices=("auto", "inprocess", "torch"),
+                   help="auto: the toy's trials train in-process (the study), image presets "
+                        "through TorchTrainer (the search); torch on the toy runs the ASHA "
+                        "search through TorchTrainer instead")
+    g = p.add_argument_group("search (image presets, or --runner torch)")
+    g.add_argument("--variant", default="ali", choices=("ali",),
+                   help="the model searched; ASHA ranks trials by the reconstruction ratio, "
+                        "so it needs an encoder [default: ali]")
+    g.add_argument("--workers", type=int, default=1, help="Ray Train workers per trial "
+                                                          "[default: 1]")
+    g.add_argument("--cpus-per-worker", type=float, default=1, help="[default: 1]")
+    g.add_argument("--gpus-per-worker", type=float,
+                   help="default: 1 where the cluster has GPUs, else 0")
+    g.add_argument("--grace-steps", type=int, help="ASHA's grace period: no trial is stopped "
+                                                   "before this step [default: --eval-every]")
+    g.add_argument("--reduction-factor", type=float, default=3,
+                   help="ASHA keeps 1 in this many trials at each rung [default: 3]")
+    g = p.add_argument_group("run")
+    g.add_argument("--batch-size", type=int, help="batch per worker [default: the preset's]")
+    g.add_argument("--concurrency", type=int,
+                   help="trials at a time [default: toy: the CPU cores; search: as many as "
+                        "the cluster's GPUs (or cores) hold, at most 2 on CPU]")
+    g.add_argument("--seed", type=int, default=0, help="seed of the random settings "
+                                                       "[default: 0]")
+    g.add_argument("--name", help="study name in Ray storage and MLflow "
+                                  "[default: <preset>-study-<time> / <preset>-search-<time>]")
+    g.add_argument("--storage", help="Ray storage: a local path or URI [default: ./ali_runs]")
+    g.add_argument("--experiment", default="ali-dist-tune",
+                   help="MLflow experiment [default: ali-dist-tune]")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the study called --name (Tuner.restore): finished trials "
+                        "are kept, unfinished ones continue from their last checkpoint")
+    g.add_argument("--out", help="directory for study_table.md/.json, trials.json, "
+                                 "best_config.json and figure8.png [default: the study's "
+                                 "directory in local storage]")
+    return p
+
+
+def base_config(args) -> config_lib.Config:
+    """The training config every trial starts from: defaults < --config YAML < flags."""
+    d = config_lib.Config().to_dict()
+    if args.config:
+        for section, values in config_lib.load_yaml(args.config).items():
+            if section not in d or not isinstance(values, dict):
+                raise ValueError(f"{args.config}: unknown section {section!r}; "
+                                 f"expected {sorted(d)}")
+            d[section].update(values)
+    cfg = config_lib.Config.from_dict(d)
+    cfg.model.preset = args.preset
+    if args.data:
+        cfg.data.data = args.data
+    if args.batch_size:
+        cfg.optim.batch_size = args.batch_size
+    cfg.run.experiment = args.experiment
+    return cfg
+
+
+def parse_models(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"--models: unknown {', '.join(unknown) or '(none given)'}; choose "
+                         f"from {', '.join(MODELS)}")
+    return models
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m tune.search",
+         toy_only: bool = False) -> int:
+    args = build_parser(prog, toy_only).parse_args(argv)
+    preset = get_preset(args.preset)
+    study_kind = "toy" if (not preset.is_image and args.runner != "torch") else "search"
+    if preset.is_image and args.runner == "inprocess":
+        print("error: --runner inprocess trains the toy study only; image presets search "
+              "through TorchTrainer", file=sys.stderr)
+        return 2
+    args.name = args.name or f"{args.preset}-{study_kind if study_kind == 'search' else 'study'}" \
+                             f"-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        if study_kind == "toy":
+            from . import toy_study
+            toy_study.run(args)
+        else:
+            from . import image_search
+            image_search.run(args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
