@@ -175,7 +175,8 @@ def best_configuration(summary: dict, base: dict, preset: str, model: str = "ali
             "trial_id": e["best"]["trial_id"],
             "command": f"python -m ali_dist.train --preset {preset}{variant} --lr {s['lr']:.4g} "
                        f"--beta1 {s['beta1']:.3f}{init} --seed {s['seed']} {length} "
-                       f"--batch-size {base['optim']['batch_size']}"}
+                       f"--batch-size {base['optim']['batch_size']} --update "
+                       f"{base['optim']['update']} --workers 1"}
 
 
 # --- image searches: one model, ASHA on the reconstruction ratio ---
