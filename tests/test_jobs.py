@@ -103,29 +103,28 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
         assert denied.returncode != 0
         assert "token" in (denied.stdout + denied.stderr).lower()
 
-        # the dashboard answers before its job agent is up: wait until the API accepts jobs
-        deadline = time.time() + 180
-        while True:
-            ready = subprocess.run([str(BIN / "ray"), "job", "list", "--address", address],
-                                   env=env, capture_output=True, text=True, timeout=120)
-            if ready.returncode == 0:
-                break
-            assert time.time() < deadline, ready.stdout[-2000:] + ready.stderr[-2000:]
-            time.sleep(3)
-
+        # the dashboard answers before the head's job agent registers: "No available agent to
+        # submit job" is Ray's word for "not yet", so submit again until it takes the job
         runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server}}
-        submit = subprocess.run(
-            [str(BIN / "ray"), "job", "submit", "--address", address, "--submission-id",
-             "ali-job-1", "--working-dir", str(REPO), "--runtime-env-json",
-             json.dumps(runtime_env), "--", "python", "-m", "ali_dist.train",
-             "--preset", "toy", "--workers", "2", "--steps", "100", "--log-every", "50",
-             "--eval-every", "100", "--name", "job1", "--experiment", "jobs",
-             "--storage", str(work / "storage")],
-            env=env, capture_output=True, text=True, timeout=600)
+        deadline = time.time() + 240
+        for attempt in range(1, 1000):
+            job_id = f"ali-job-{attempt}"
+            submit = subprocess.run(
+                [str(BIN / "ray"), "job", "submit", "--address", address, "--submission-id",
+                 job_id, "--working-dir", str(REPO), "--runtime-env-json",
+                 json.dumps(runtime_env), "--", "python", "-m", "ali_dist.train",
+                 "--preset", "toy", "--workers", "2", "--steps", "100", "--log-every", "50",
+                 "--eval-every", "100", "--name", "job1", "--experiment", "jobs",
+                 "--storage", str(work / "storage")],
+                env=env, capture_output=True, text=True, timeout=600)
+            if "No available agent" not in submit.stdout + submit.stderr \
+                    or time.time() > deadline:
+                break
+            time.sleep(5)
         assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-4000:]
         assert "[ali_dist] step 100/100" in submit.stdout
         status = subprocess.run([str(BIN / "ray"), "job", "status", "--address", address,
-                                 "ali-job-1"], env=env, capture_output=True, text=True,
+                                 job_id], env=env, capture_output=True, text=True,
                                 timeout=120)
         assert "succeeded" in (status.stdout + status.stderr).lower()
     finally:

@@ -26,6 +26,16 @@ from ali_dist.evaluate import reconstruction_error
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Train on one thread: on 2 busy cores torch's multi-threaded kernels spin-wait for a
+    core and a 5 s test takes minutes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def mlflow_store(ali_home, tmp_path, monkeypatch):
     """A real MLflow store: SQLite at an absolute tmp path, as on a laptop."""
