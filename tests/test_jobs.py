@@ -87,10 +87,16 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
            "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "120"}
     env.pop("RAY_ADDRESS", None)
     gcs, dash = _port(), _port()
+    # Every port the head opens is a free one: the agents' defaults (52365 and others) are
+    # taken whenever another Ray runs on the machine (the test session's own local cluster),
+    # and a head whose job agent cannot bind answers "No available agent" to every submission.
+    ports = [f"--{name}={_port()}" for name in (
+        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port",
+        "metrics-export-port", "ray-client-server-port")]
     head_log = work / "head.log"
     head = _start([str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs),
                    "--node-ip-address", "127.0.0.1", "--dashboard-host", "127.0.0.1",
-                   "--dashboard-port", str(dash), "--num-cpus", "4", "--temp-dir",
+                   "--dashboard-port", str(dash), *ports, "--num-cpus", "4", "--temp-dir",
                    str(work / "ray"), "--disable-usage-stats"], env, head_log)
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -105,8 +111,9 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
 
         # the dashboard answers before the head's job agent registers: "No available agent to
         # submit job" is Ray's word for "not yet", so submit again until it takes the job
+        # (bounded: an agent that never comes is a failure, with the head's log to show why)
         runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server}}
-        deadline = time.time() + 240
+        deadline = time.time() + 180
         for attempt in range(1, 1000):
             job_id = f"ali-job-{attempt}"
             submit = subprocess.run(
@@ -121,7 +128,8 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
                     or time.time() > deadline:
                 break
             time.sleep(5)
-        assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-4000:]
+        assert submit.returncode == 0, (submit.stdout[-3000:] + submit.stderr[-3000:]
+                                        + "\nhead log:\n" + head_log.read_text()[-3000:])
         assert "[ali_dist] step 100/100" in submit.stdout
         status = subprocess.run([str(BIN / "ray"), "job", "status", "--address", address,
                                  job_id], env=env, capture_output=True, text=True,
