@@ -13,7 +13,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import schedule
 from .models.tables import PRESETS, get_preset
+from .schedule import DECAYS
 
 
 def _f(default, help: str, choices=None, flag: str | None = None):
@@ -61,9 +63,17 @@ class OptimConfig:
     epochs: float | None = _f(None, "training epochs over the data instead of --steps")
     precision: str = _f("auto", "auto: bf16 autocast on GPU, fp32 on CPU; or bf16, fp16 "
                         "(with gradient scaling), fp32", choices=("auto", "bf16", "fp16", "fp32"))
-    update: str = _f("simultaneous", "simultaneous: D and E/G gradients from one batch, "
-                     "applied together (the original code); alternating: D step, then E/G step",
-                     choices=("simultaneous", "alternating"))
+    update: str | None = _f(None, "simultaneous: D and E/G gradients from one batch, "
+                            "applied together (the original code); alternating: D step, then "
+                            "E/G step on a fresh pass (default: the preset's)",
+                            choices=("simultaneous", "alternating"))
+    lr_decay: str | None = _f(None, "learning-rate decay after --lr-hold: none (the paper), "
+                              "cosine or linear down to --lr-final x --lr at the last step "
+                              "(default: the preset's)", choices=DECAYS)
+    lr_hold: float | None = _f(None, "share of the steps at the full rate before the decay "
+                               "starts (default: the preset's)")
+    lr_final: float | None = _f(None, "the rate at the last step as a share of --lr "
+                                "(default: the preset's)")
 
 
 @dataclass
@@ -141,6 +151,10 @@ def resolve(cfg: Config) -> Config:
     o.lr = p.lr if o.lr is None else o.lr
     o.beta1 = p.beta1 if o.beta1 is None else o.beta1
     o.beta2 = p.beta2 if o.beta2 is None else o.beta2
+    for name in ("update", "lr_decay", "lr_hold", "lr_final"):
+        if getattr(o, name) is None:
+            setattr(o, name, getattr(p, name))
+    schedule.check(o.lr_decay, o.lr_hold, o.lr_final)
     if cfg.model.init_std is None:
         cfg.model.init_std = p.init_std
     if o.steps is None and o.epochs is None:  # the preset's budget: a demo, or the paper's

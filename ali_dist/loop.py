@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, schedule
 from .config import Config
 from .data import make_loader
 from .evaluate import evaluate
@@ -117,8 +117,18 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     t_start = t_last = time.perf_counter()
     steps_at_last, steps_at_start = step, step
     deadline = t_start + 60 * cfg.run.time_limit if cfg.run.time_limit else math.inf
+    o = cfg.optim
+
+    def set_lr() -> None:
+        """The schedule's rate for this step, lowered by each rollback so far."""
+        lr = o.lr * cfg.run.rollback_lr_factor ** rollbacks * schedule.lr_factor(
+            step, total, o.lr_decay, o.lr_hold, o.lr_final)
+        for g in (*opt.d.param_groups, *opt.g.param_groups):
+            g["lr"] = lr
+
     while step < total:
         x = next(batches)[0]
+        set_lr()
         m = step_fn(x)
         step += 1
         problem = _divergence(m, cfg.run.collapse_loss)
@@ -128,9 +138,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             if cfg.run.on_divergence == "rollback" and rollbacks < cfg.run.max_rollbacks:
                 rollbacks += 1
                 step = load(good)
-                for o in (opt.d, opt.g):
-                    for g in o.param_groups:
-                        g["lr"] *= cfg.run.rollback_lr_factor
+                set_lr()
                 batches, meter = iter(loader), Meter()
                 if rank == 0:
                     say(f"{msg}: rollback {rollbacks}/{cfg.run.max_rollbacks} to "

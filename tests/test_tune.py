@@ -22,6 +22,7 @@ from ali_dist import config as config_lib
 from ali_dist.baselines import BASELINES, InverseMapping, PostHocInference, VAE
 from ali_dist.data import toy
 from ali_dist.evaluate import reconstruction_error
+from ali_dist.models import get_preset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -114,6 +115,12 @@ def test_table_statistics_pairing_and_best_configuration():
     best = report.best_configuration(summary, base, "toy")
     assert best["command"].startswith("python -m ali_dist.train --preset toy --lr 0.001 ")
     assert "--steps 300" in best["command"] and "--init-std 0.1" in best["command"]
+    toy = get_preset("toy")                         # the schedule the trials trained on
+    assert f"--update {toy.update}" in best["command"]
+    assert ("--lr-decay" in best["command"]) == (toy.lr_decay != "none")
+    base["optim"].update(lr_decay="linear", lr_hold=0.2)
+    assert "--lr-decay linear --lr-hold 0.2 --lr-final" in \
+        report.best_configuration(summary, base, "toy")["command"]
     metrics = report.flat_metrics(summary)
     assert metrics["ali.modes_strict_max"] == 25 and metrics["gan.failed_trials"] == 1
 

@@ -1,6 +1,7 @@
-"""`python -m tune.convergence`: how fast one toy model converges under training options the
-training loop does not offer (yet): learning-rate decay, extra discriminator steps, a
-discriminator learning-rate multiplier. The measurements behind the toy-convergence notes.
+"""`python -m tune.convergence`: how fast one toy model converges, with finer probes than a
+training run logs, under the loop's update schemes and learning-rate schedules
+(`ali_dist.schedule`) and two options the loop does not offer: extra discriminator steps and
+a discriminator learning-rate multiplier. The measurements behind the toy presets' values.
 
 Trains in this process (one thread) with `ali_dist.step.TrainStep` and prints one JSON line per
 evaluation: both mode counts, the share of high-quality samples and the reverse KL, with batch
@@ -15,19 +16,17 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
 import sys
 import time
 
 import torch
 
-from ali_dist import losses
+from ali_dist import losses, schedule
 from ali_dist.data import toy
 from ali_dist.evaluate.modes import mode_metrics
 from ali_dist.models import VARIANTS, build, get_preset
 from ali_dist.step import UPDATES, TrainStep, make_optimizers
 
-DECAYS = ("none", "cosine", "linear", "exp")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--update", default="simultaneous", choices=UPDATES,
       help="simultaneous (the original code) or alternating D then E/G updates "
            "[default: simultaneous]")
-    a("--decay", default="none", choices=DECAYS,
+    a("--decay", default="none", choices=schedule.DECAYS,
       help="learning-rate decay of both optimisers after --hold [default: none]")
     a("--final", type=float, default=0.01, help="lr at the end as a fraction of --lr "
                                                 "[default: 0.01]")
@@ -61,15 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
     a("--tag", default="", help="a label copied into every output line")
     a("--save", help="save the final state dict here")
     return p
-
-
-def lr_factor(step: int, args) -> float:
-    hold = int(args.hold * args.steps)
-    if args.decay == "none" or step < hold:
-        return 1.0
-    t = (step - hold) / max(1, args.steps - hold)
-    return {"cosine": args.final + (1 - args.final) * 0.5 * (1 + math.cos(math.pi * t)),
-            "linear": 1 - (1 - args.final) * t, "exp": args.final ** t}[args.decay]
 
 
 @torch.no_grad()
@@ -100,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     opt = make_optimizers(model, args.lr, args.beta1, get_preset("toy").beta2)
     for g in opt.d.param_groups:
         g["lr"] = args.lr * args.d_lr
-    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: lr_factor(s, args))
-                 for o in (opt.d, opt.g)]
+    schedules = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: schedule.lr_factor(
+        s, args.steps, args.decay, args.hold, args.final)) for o in (opt.d, opt.g)]
     step_fn = TrainStep(model, opt, torch.device("cpu"), "fp32", args.update)
     loader = toy.ToyLoader(toy.dataset(toy.TRAIN_SIZE, args.seed), args.batch_size,
                            seed=args.seed)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from ali_dist import config as config_lib
+
 MODES_PAPER, MODES_STRICT = "modes_paper", "modes_strict"
 HIGH_QUALITY, REVERSE_KL, RECON = "high_quality", "reverse_kl", "recon_ratio"
 TOY_METRICS = (MODES_PAPER, MODES_STRICT, HIGH_QUALITY, REVERSE_KL)
@@ -170,13 +172,18 @@ def best_configuration(summary: dict, base: dict, preset: str, model: str = "ali
     length = f"--steps {steps}" if steps else f"--epochs {epochs:g}"
     variant = f" --variant {model}" if model != "ali" else ""
     init = f" --init-std {s['init_std']:.4g}" if "init_std" in s else ""
+    base_cfg = config_lib.Config.from_dict(base)
+    base_cfg.model.preset = preset
+    o = config_lib.resolve(base_cfg).optim          # the update and schedule the trials used
+    decay = "" if o.lr_decay == "none" else \
+        f" --lr-decay {o.lr_decay} --lr-hold {o.lr_hold:g} --lr-final {o.lr_final:g}"
     return {"model": model, "setting": s, "metrics": {k: v for k, v in e["best"].items()
                                                       if k not in ("setting", "trial_id")},
             "trial_id": e["best"]["trial_id"],
             "command": f"python -m ali_dist.train --preset {preset}{variant} --lr {s['lr']:.4g} "
                        f"--beta1 {s['beta1']:.3f}{init} --seed {s['seed']} {length} "
-                       f"--batch-size {base['optim']['batch_size']} --update "
-                       f"{base['optim']['update']} --workers 1"}
+                       f"--batch-size {base['optim']['batch_size']} --update {o.update}"
+                       f"{decay} --workers 1"}
 
 
 # --- image searches: one model, ASHA on the reconstruction ratio ---

@@ -21,6 +21,8 @@ import time
 from ali_dist import config as config_lib
 from ali_dist.baselines import BASELINES
 from ali_dist.models import PRESETS, VARIANTS, get_preset
+from ali_dist.schedule import DECAYS
+from ali_dist.step import UPDATES
 
 from .budgets import BUDGETS
 
@@ -84,8 +86,17 @@ def build_parser(prog: str = "python -m tune.search", toy_only: bool = False):
                                                    "before this step [default: --eval-every]")
     g.add_argument("--reduction-factor", type=float, default=3,
                    help="ASHA keeps 1 in this many trials at each rung [default: 3]")
+    g = p.add_argument_group("training (every trial; default: the preset's)")
+    g.add_argument("--batch-size", type=int, help="batch per worker")
+    g.add_argument("--update", choices=UPDATES,
+                   help="simultaneous (the original code) or alternating D and E/G updates")
+    g.add_argument("--lr-decay", choices=DECAYS,
+                   help="learning-rate decay after --lr-hold, down to --lr-final x the "
+                        "trial's lr at its last step (long runs sharpen their samples as the "
+                        "rate falls)")
+    g.add_argument("--lr-hold", type=float, help="share of the steps at the full rate")
+    g.add_argument("--lr-final", type=float, help="the last step's rate as a share of lr")
     g = p.add_argument_group("run")
-    g.add_argument("--batch-size", type=int, help="batch per worker [default: the preset's]")
     g.add_argument("--concurrency", type=int,
                    help="trials at a time [default: toy: the CPU cores; search: as many as "
                         "the cluster's GPUs (or cores) hold, at most 2 on CPU]")
@@ -118,8 +129,9 @@ def base_config(args) -> config_lib.Config:
     cfg.model.preset = args.preset
     if args.data:
         cfg.data.data = args.data
-    if args.batch_size:
-        cfg.optim.batch_size = args.batch_size
+    for name in ("batch_size", "update", "lr_decay", "lr_hold", "lr_final"):
+        if getattr(args, name) is not None:
+            setattr(cfg.optim, name, getattr(args, name))
     cfg.run.experiment = args.experiment
     return cfg
 

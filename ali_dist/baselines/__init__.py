@@ -8,8 +8,10 @@ and a VAE, each with ALI's encoder and decoder so that only the training method 
     vae           encoder and decoder trained by the evidence lower bound, with a
                   Gaussian decoder likelihood of fixed variance                  (vae.py)
 
-Each method trains through `method(x, step)` and exposes `.model`, an `ALI` module with an
-encoder and a decoder, so evaluation, figures and the inference API treat every model alike.
+Each method trains through `method(x, step)`, lists its `phases` as (name, steps, optimisers)
+(the training loop runs the learning-rate schedule over each phase), and exposes `.model`, an
+`ALI` module with an encoder and a decoder, so evaluation, figures and the inference API treat
+every model alike.
 `run.run` is their training loop (`ali_dist.loop.run` trains ALI and GAN).
 """
 from .inverse import InverseMapping

@@ -17,15 +17,17 @@ class InverseMapping:
     name = "gan_inverse"
 
     def __init__(self, preset, init_std, lr: float, beta1: float, beta2: float,
-                 device: torch.device, steps: int):
+                 device: torch.device, steps: int, update: str = "simultaneous"):
         self.model = gan_with_encoder(preset, init_std, self.name).to(device)
         self.device = device
         self.gan_steps, enc_steps = phase_steps(steps)
         self.total_steps = self.gan_steps + enc_steps
         gan_view = GanView(self.model.decoder, self.model.discriminator, self.model.z_dim)
         self.gan_step = TrainStep(gan_view, make_optimizers(gan_view, lr, beta1, beta2), device,
-                                  precision="fp32")
+                                  "fp32", update)
         self.opt_e = torch.optim.Adam(self.model.encoder.parameters(), lr=lr, betas=(beta1, beta2))
+        self.phases = [("gan", self.gan_steps, [self.gan_step.opt.d, self.gan_step.opt.g]),
+                       ("encoder", enc_steps, [self.opt_e])]
 
     def phase(self, step: int) -> str:
         return "gan" if step <= self.gan_steps else "encoder"

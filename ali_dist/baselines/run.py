@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import schedule
 from ..config import Config
 from ..data import make_loader
 from ..evaluate import evaluate
@@ -27,7 +28,22 @@ def build_method(cfg: Config, device: torch.device, steps: int):
         raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     o = cfg.optim
     return BASELINES[name](cfg.model.preset, cfg.model.init_std, o.lr, o.beta1, o.beta2,
-                           device, steps)
+                           device, steps, o.update)
+
+
+def set_lr(method, step: int, o) -> None:
+    """ALI's schedule (`ali_dist.schedule`) over each phase of the method on its own: a
+    two-phase baseline's GAN decays exactly as ALI and GAN do over the same steps."""
+    start = 0
+    for _, n, optimizers in method.phases:
+        if step <= start + n:
+            lr = o.lr * schedule.lr_factor(step - 1 - start, n, o.lr_decay, o.lr_hold,
+                                           o.lr_final)
+            for opt in optimizers:
+                for g in opt.param_groups:
+                    g["lr"] = lr
+            return
+        start += n
 
 
 def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | None = None) -> ALI:
@@ -39,6 +55,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     torch.manual_seed(cfg.run.seed * 7919 + 1)
     meter, batches, total = Meter(), iter(loader), method.total_steps
     for step in range(1, total + 1):
+        set_lr(method, step, cfg.optim)
         m = method(next(batches)[0], step)
         if not all(torch.isfinite(v).all() for v in m.values()):
             values = ", ".join(f"{k}={float(v)}" for k, v in m.items())

@@ -38,12 +38,13 @@ class VAE:
     name = "vae"
 
     def __init__(self, preset, init_std, lr: float, beta1: float, beta2: float,
-                 device: torch.device, steps: int):
+                 device: torch.device, steps: int, update: str = "simultaneous"):
         self.model = gan_with_encoder(preset, init_std, self.name).to(device)
         self.model.discriminator = None           # a VAE has none
         self.std = decoder_std(self.model.preset)
         self.total_steps = steps
         self.opt = torch.optim.Adam(self.model.generator_params, lr=lr, betas=(beta1, beta2))
+        self.phases = [("vae", steps, [self.opt])]     # `update` has no meaning without a D
 
     def phase(self, step: int) -> str:
         return "vae"

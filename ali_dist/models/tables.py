@@ -67,6 +67,10 @@ class Preset:
     beta1: float = 0.5
     beta2: float = 0.999            # the paper's "beta2 = 1e-3" is Blocks' 1 - beta2
     batch_size: int = 100           # per worker
+    update: str = "simultaneous"    # the original code's; or "alternating"
+    lr_decay: str = "none"          # the paper's constant rate; see ali_dist/schedule.py
+    lr_hold: float = 0.0            # share of the run at the full rate before the decay
+    lr_final: float = 0.01          # the rate at the end, as a share of lr
     default_data: str = ""          # what `--data` means when not given
     steps: int = 0                  # default budget: steps (demos) ...
     epochs: float = 0               # ... or the paper's epochs
