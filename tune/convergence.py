@@ -76,8 +76,7 @@ def measure(model, held_out: torch.Tensor) -> dict:
            "distance_q10_q50_q90": [round(float(v), 3)
                                     for v in d.quantile(torch.tensor([0.1, 0.5, 0.9]))]}
     if model.encoder is not None:
-        h = model.encoder.net(held_out).flatten(1)
-        out["encoder_sigma"] = round(float(h[:, model.z_dim:].exp().mean()), 4)
+        out["encoder_sigma"] = round(float(model.encoder.moments(held_out)[1].exp().mean()), 4)
     model.train()
     return out
 

@@ -28,12 +28,6 @@ def gan_with_encoder(preset, init_std: float | None, name: str) -> ALI:
     return model
 
 
-def encoder_moments(encoder: Encoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu, log sigma) of q(z|x): the encoder's last layer, split as `Encoder.forward` does."""
-    h = encoder.net(x).flatten(1)
-    return h[:, :encoder.z_dim], h[:, encoder.z_dim:]
-
-
 class GanView(torch.nn.Module):
     """A decoder and a D(x) seen as a plain GAN (no encoder), for a first phase trained by
     `TrainStep`: the modules are shared, so training the view trains the baseline's model."""

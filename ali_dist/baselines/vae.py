@@ -15,7 +15,7 @@ import math
 import torch
 
 from ..data import toy
-from .method import encoder_moments, gan_with_encoder
+from .method import gan_with_encoder
 
 DECODER_STD_IMAGES = 0.1
 
@@ -52,7 +52,7 @@ class VAE:
     def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         m = self.model
         m.train()
-        mu, log_sigma = encoder_moments(m.encoder, x)
+        mu, log_sigma = m.encoder.moments(x)
         z = mu + log_sigma.exp() * torch.randn_like(mu)
         rec, kl = negative_elbo(x, m.decoder(z), mu, log_sigma, self.std)
         self.opt.zero_grad(set_to_none=True)

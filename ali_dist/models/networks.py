@@ -80,9 +80,13 @@ class Encoder(nn.Module):
         self.net, _ = build_stack(preset.encoder, in_width or data_width, preset)
         self.z_dim = preset.z_dim
 
-    def forward(self, x, sample: bool = True):
+    def moments(self, x) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, log sigma) of q(z|x): the last layer's two halves."""
         h = self.net(x).flatten(1)
-        mu, log_sigma = h[:, :self.z_dim], h[:, self.z_dim:]
+        return h[:, :self.z_dim], h[:, self.z_dim:]
+
+    def forward(self, x, sample: bool = True):
+        mu, log_sigma = self.moments(x)
         if not sample:
             return mu
         return mu + log_sigma.exp() * torch.randn_like(mu)
