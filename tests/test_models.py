@@ -117,7 +117,7 @@ def test_init_is_normal_001_with_zero_biases():
     assert abs(float(w.std()) - 0.01) < 0.001 and abs(float(w.mean())) < 0.001
     biases = [mod.bias for mod in m.modules()
               if isinstance(mod, torch.nn.Conv2d) and mod.bias is not None]
-    assert biases and all(float(b.abs().max()) == 0 for b in biases)
+    assert biases and all(float(b.detach().abs().max()) == 0 for b in biases)
 
 
 def test_unknown_preset_and_variant_are_clear_errors():
