@@ -20,11 +20,9 @@ torch.set_num_threads(1)
 @pytest.fixture
 def ali_home(tmp_path, monkeypatch):
     """A private home: the default SQLite MLflow store and data cache live under it."""
+    from helpers import private_home
     home = tmp_path / "home"
-    monkeypatch.setenv("ALI_DIST_HOME", str(home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    import ali_dist.tracking as tracking
-    monkeypatch.setattr(tracking, "DEFAULT_HOME", home)
+    private_home(home, monkeypatch)
     monkeypatch.chdir(tmp_path)
     return home
 

@@ -18,6 +18,19 @@ def start_local_ray():
     return ray
 
 
+def private_home(home: Path, mp=None):
+    """ALI_DIST_HOME (the default SQLite MLflow store and data cache) at `home`, through `mp`
+    (a test's monkeypatch) or a new MonkeyPatch that a module-scoped fixture undoes itself."""
+    import pytest
+
+    import ali_dist.tracking as tracking
+    mp = mp or pytest.MonkeyPatch()
+    mp.setenv("ALI_DIST_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.setattr(tracking, "DEFAULT_HOME", home)
+    return mp
+
+
 def run_train(argv: list[str]) -> dict:
     """The CLI's path in-process: flags -> resolved config -> train()."""
     from ali_dist import config as config_lib

@@ -14,14 +14,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    from helpers import start_local_ray
+    from helpers import private_home, start_local_ray
     start_local_ray()
     home = tmp_path_factory.mktemp("home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ALI_DIST_HOME", str(home))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    import ali_dist.tracking as tracking
-    mp.setattr(tracking, "DEFAULT_HOME", home)
+    mp = private_home(home)
     out = tmp_path_factory.mktemp("out")
     summary = run_train(["--preset", "toy", "--workers", "2", "--steps", "300",
                          "--log-every", "50", "--eval-every", "150", "--checkpoint-every", "100",
@@ -97,14 +93,10 @@ def test_load_names_what_is_missing(tmp_path):
 def digits_run(tmp_path_factory):
     """The no-argument demo's path at a short budget: embedded digits converted to shards on
     first use, DALI on 2 Ray workers, grids in MLflow."""
-    from helpers import start_local_ray
+    from helpers import private_home, start_local_ray
     start_local_ray()
     home = tmp_path_factory.mktemp("home")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("ALI_DIST_HOME", str(home))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    import ali_dist.tracking as tracking
-    mp.setattr(tracking, "DEFAULT_HOME", home)
+    mp = private_home(home)
     out = tmp_path_factory.mktemp("out")
     summary = run_train(["--steps", "40", "--log-every", "20", "--eval-every", "40",
                          "--checkpoint-every", "40", "--storage", str(out / "ray"),
