@@ -74,6 +74,12 @@ class OptimConfig:
                                "starts (default: the preset's)")
     lr_final: float | None = _f(None, "the rate at the last step as a share of --lr "
                                 "(default: the preset's)")
+    r1: float | None = _f(None, "R1 penalty weight gamma: gamma/2 x the squared norm of D's "
+                          "gradient at the encoder pairs (x, E(x)), added to D's loss; keeps "
+                          "D from winning outright on small data (default: the preset's; 0, "
+                          "the paper's, for the paper presets)")
+    r1_every: int = _f(4, "apply the R1 penalty every N steps (x N, so its strength is the "
+                       "same): the lazy regularisation that makes it cheap")
 
 
 @dataclass
@@ -82,6 +88,10 @@ class RunConfig:
     gpus_per_worker: float | None = _f(None, "GPUs per worker (default: 1 where the cluster "
                                        "has GPUs, else 0: CPU with gloo)")
     cpus_per_worker: float = _f(1, "CPUs Ray reserves per worker")
+    sync_bn: bool = _f(False, "batch-norm statistics over the global batch (every worker's "
+                       "samples) instead of each worker's share: use it when the batch per "
+                       "worker is small (4 workers x 25 is not the paper's batch of 100 for "
+                       "batch norm)")
     seed: int = _f(0, "random seed (data order, init, noise)")
     name: str | None = _f(None, "run name in Ray storage and MLflow (default: preset-time)")
     output: str | None = _f(None, "directory for the trained model (config + weights) that "
@@ -109,11 +119,22 @@ class RunConfig:
 
 
 @dataclass
+class EvalConfig:
+    probe_labels: int | None = _f(None, "labels for the paper's L2-SVM probe on encoder "
+                                  "features at the end of an image run with class labels "
+                                  "(class-balanced; 0 turns it off; default: the preset's, "
+                                  "1,000 as in the paper)")
+    probe_draws: int = _f(100, "random label draws the probe's test error is averaged over "
+                          "(the paper: 100)")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -140,7 +161,8 @@ class Config:
         return {f"{s}.{k}": v for s, sub in self.to_dict().items() for k, v in sub.items()}
 
 
-_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig}
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "run": RunConfig,
+             "eval": EvalConfig}
 
 
 def resolve(cfg: Config) -> Config:
@@ -151,25 +173,33 @@ def resolve(cfg: Config) -> Config:
     o.lr = p.lr if o.lr is None else o.lr
     o.beta1 = p.beta1 if o.beta1 is None else o.beta1
     o.beta2 = p.beta2 if o.beta2 is None else o.beta2
-    for name in ("update", "lr_decay", "lr_hold", "lr_final"):
+    for name in ("update", "lr_decay", "lr_hold", "lr_final", "r1"):
         if getattr(o, name) is None:
             setattr(o, name, getattr(p, name))
     schedule.check(o.lr_decay, o.lr_hold, o.lr_final)
     if cfg.model.init_std is None:
         cfg.model.init_std = p.init_std
+    if cfg.eval.probe_labels is None:
+        cfg.eval.probe_labels = p.probe_labels if p.is_image else 0
     if o.steps is None and o.epochs is None:  # the preset's budget: a demo, or the paper's
         o.steps, o.epochs = p.steps or None, p.epochs or None
         if cfg.run.time_limit is None and p.demo_minutes:
             cfg.run.time_limit = p.demo_minutes
     for name, v in (("batch_size", o.batch_size), ("workers", cfg.run.workers),
                     ("log_every", cfg.run.log_every), ("eval_every", cfg.run.eval_every),
-                    ("checkpoint_every", cfg.run.checkpoint_every)):
+                    ("checkpoint_every", cfg.run.checkpoint_every),
+                    ("probe_draws", cfg.eval.probe_draws), ("r1_every", o.r1_every)):
         if v is None or v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if not 0 <= o.beta1 < 1 or not 0 <= o.beta2 < 1:
         raise ValueError(f"Adam betas must lie in [0, 1), got beta1={o.beta1}, beta2={o.beta2}")
     if o.lr <= 0:
         raise ValueError(f"--lr must be positive, got {o.lr}")
+    if o.r1 < 0:
+        raise ValueError(f"--r1 must be 0 (off) or positive, got {o.r1}")
+    if cfg.eval.probe_labels < 0:
+        raise ValueError(f"--probe-labels must be 0 (off) or positive, got "
+                         f"{cfg.eval.probe_labels}")
     return cfg
 
 

@@ -17,7 +17,7 @@ import torch
 from . import checkpoint, distributed, schedule
 from .config import Config
 from .data import make_loader
-from .evaluate import evaluate
+from .evaluate import evaluate, probe
 from .models import ALI, build
 from .models.networks import init_output_bias
 from .step import TrainStep, make_optimizers
@@ -36,18 +36,23 @@ Report = Callable[[dict, "dict | None"], None]
 @dataclass
 class Meter:
     """Running sums of the step metrics between two progress lines (kept on the device, so
-    logging costs one sync per interval, not per step)."""
+    logging costs one sync per interval, not per step). A metric some steps lack (a lazy
+    penalty's) is averaged over the steps that have it."""
     sums: dict | None = None
+    counts: dict | None = None
     n: int = 0
 
     def add(self, m: dict) -> None:
-        self.sums = {k: v.clone() for k, v in m.items()} if self.sums is None else \
-            {k: self.sums[k] + v for k, v in m.items()}
+        if self.sums is None:
+            self.sums, self.counts = {}, {}
+        for k, v in m.items():
+            self.sums[k] = v.clone() if k not in self.sums else self.sums[k] + v
+            self.counts[k] = self.counts.get(k, 0) + 1
         self.n += 1
 
     def pop(self) -> dict:
-        out = {k: float(v) / self.n for k, v in (self.sums or {}).items()}
-        self.sums, self.n = None, 0
+        out = {k: float(v) / self.counts[k] for k, v in (self.sums or {}).items()}
+        self.sums, self.counts, self.n = None, None, 0
         return out
 
 
@@ -74,8 +79,11 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     tracker = tracker or Tracker(None)
     torch.manual_seed(cfg.run.seed)  # one init, identical on every rank
     model = build(cfg.model.preset, cfg.model.variant, cfg.model.init_std).to(device)
+    if cfg.run.sync_bn:
+        model = distributed.convert_sync_batchnorm(model)
     opt = make_optimizers(model, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2)
-    step_fn = TrainStep(model, opt, device, cfg.optim.precision, cfg.optim.update)
+    step_fn = TrainStep(model, opt, device, cfg.optim.precision, cfg.optim.update,
+                        cfg.optim.r1, cfg.optim.r1_every)
     loader = make_loader(cfg, rank, world, device)
     total = total_steps(cfg, loader.batches_per_epoch)
 
@@ -106,9 +114,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     else:
         torch.manual_seed(cfg.run.seed * 7919 + rank + 1)  # independent noise on each rank
         if model.preset.is_image:  # decoder output starts at the data's mean image
-            first = next(iter(loader))[0]
-            init_output_bias(model.decoder, first.float().mean(0))
-            loader.load_state_dict(loader.initial_state())
+            init_output_bias(model.decoder, _mean_image(loader))
         distributed.broadcast_module_(model)
     good = copy.deepcopy(state())   # what a rollback returns to (CPU-side copy)
 
@@ -178,7 +184,9 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
         if eval_now:
             distributed.sync_buffers_(model)
             metrics.update(evaluate(model, loader, tracker, step, is_rank0=rank == 0,
-                                    final=last))
+                                    final=last, probe=cfg.eval if last else None))
+            if "probe_error" in metrics:
+                say(probe.describe(metrics))
         saved = None
         if ckpt_now:
             saved = state()
@@ -193,6 +201,22 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                     f"{step}")
             break
     return model
+
+
+MEAN_IMAGES = 500   # the authors' decoder output bias: log-odds of the mean of 500 images
+
+
+def _mean_image(loader) -> torch.Tensor:
+    """The per-pixel mean of the first MEAN_IMAGES training images this rank reads (rank 0's
+    is broadcast to all); the loader is then put back at the start."""
+    total, n = None, 0
+    for x, _ in loader:
+        s = x.float().sum(0)
+        total, n = (s if total is None else total + s), n + len(x)
+        if n >= MEAN_IMAGES:
+            break
+    loader.load_state_dict(loader.initial_state())
+    return total / n
 
 
 def _lr(opt) -> float:

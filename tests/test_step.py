@@ -57,14 +57,14 @@ def test_simultaneous_update_takes_both_gradients_from_one_graph():
     torch.manual_seed(1)
     step(x)
     torch.manual_seed(1)  # the same prior z and encoder noise as inside the step
-    real, fake = step._logits(x, m.prior(16))
+    real, fake, _ = step._logits(x, m.prior(16))
     gd = torch.autograd.grad(losses.discriminator_loss(real, fake), step.d_params,
                              retain_graph=True)
     gg = torch.autograd.grad(losses.generator_loss(real, fake), step.g_params)
     for want, p in zip(gd + gg, step.d_params + step.g_params):
         assert torch.allclose(want, p.grad, atol=1e-6)
     # and the generator's gradient is not the D loss's with the sign flipped (non-saturating)
-    flipped = torch.autograd.grad(-losses.discriminator_loss(*step._logits(x, m.prior(16))),
+    flipped = torch.autograd.grad(-losses.discriminator_loss(*step._logits(x, m.prior(16))[:2]),
                                   step.g_params)
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(flipped, gg))
 

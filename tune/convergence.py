@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             x = next(batches)[0]
             model.train()
             opt.d.zero_grad(set_to_none=True)
-            real, fake = step_fn._logits(x, model.prior(len(x)), generator_grad=False)
+            real, fake, _ = step_fn._logits(x, model.prior(len(x)), generator_grad=False)
             losses.discriminator_loss(real, fake).backward(inputs=step_fn.d_params)
             opt.d.step()
         step_fn(next(batches)[0])

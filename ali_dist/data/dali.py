@@ -316,20 +316,24 @@ class DaliLoader(ImageLoader):
                 yield epoch, b, x, y
             epoch, batch = epoch + 1, 0
 
-    def _read_ordered(self, shards: ShardSet, n: int) -> torch.Tensor:
+    def _read_ordered(self, shards: ShardSet, n: int):
+        if not shards.shards or shards.shards[0] not in self._tables:
+            self._prepare(shards)        # a split first read now (the probes' test split)
         size = max(1, min(n, VALIDATION_BATCH))
         plan = Plan(shards, SampleSpec.of(shards, self.spec.channels),
                     tuple(range(len(shards.shards))), 0, 1, shuffle=False, seed=self.seed,
                     flip=False, batch_size=size, full_batches=False)
-        got, have = [], 0
-        for _, x, _ in self._run(plan, 0, -(-n // size)):
-            got.append(x.cpu())
+        xs, ys, have = [], [], 0
+        for _, x, y in self._run(plan, 0, -(-n // size)):
+            xs.append(x.cpu())
+            ys.append(None if y is None else y.cpu())
             have += len(x)
             if have >= n:
                 break
-        if not got:
+        if not xs:
             raise DataError(f"{shards.source}: no usable samples for the validation batch")
-        return torch.cat(got)[:n]
+        y = None if ys[0] is None else torch.cat(ys)[:n]
+        return torch.cat(xs)[:n], y
 
 
 def parse_classes(text: torch.Tensor, n_classes: int | None) -> torch.Tensor:

@@ -18,12 +18,14 @@ those batches (at most one epoch of decoding); webdataset reads but does not dec
 from __future__ import annotations
 
 import functools
+import glob
+import os
 
 import numpy as np
 import torch
 
 from .samples import BadSamples, SampleSpec
-from .shards import TRAIN, DataError, ShardSet, resolve, validation_set
+from .shards import TRAIN, VAL, DataError, ShardSet, resolve, validation_set
 
 SHUFFLE_BUFFER = 1024   # samples in a rank's shuffle buffer (DALI's default `initial_fill`)
 VALIDATION_BATCH = 256  # decode batch size when reading the validation images
@@ -64,7 +66,7 @@ class ImageLoader:
     y a LongTensor of classes, a uint8 (B, n_attributes) tensor, or None.
 
     Subclasses implement `_stream(epoch, batch)`, yielding `(epoch, batch, x_uint8, y)` from
-    that position on, and `_read_ordered(shards, n)`, the first n images of a split in order.
+    that position on, and `_read_ordered(shards, n)`, the first n samples of a split in order.
     """
     name = "?"
 
@@ -127,14 +129,39 @@ class ImageLoader:
         source = self.val or self.train
         if self._val_cache is None or (len(self._val_cache) < n
                                        and len(self._val_cache) < source.total):
-            self._val_cache = self._read_ordered(source, min(n, source.total))
+            self._val_cache = self._read_ordered(source, min(n, source.total))[0]
         return self._x(self._val_cache[:n])
+
+    def split(self, name: str) -> ShardSet | None:
+        """One split of the training data's dataset by name (train, val, test, extra): from its
+        manifest, or `<name>-*.tar` beside its shards; None if the dataset has no such split."""
+        if name == TRAIN:
+            return self.train
+        if name == VAL and self.val is not None:
+            return self.val
+        if self.train.manifest:
+            return resolve(self.train.manifest, name) if name in self.train.splits else None
+        if self.train.local and self.train.shards:
+            directory = os.path.dirname(self.train.shards[0])
+            if glob.glob(os.path.join(glob.escape(directory), f"{name}-*.tar")):
+                return resolve(directory, name)
+        return None
+
+    def labelled(self, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first n images of a split (fewer if it is smaller) with their labels, in order,
+        without augmentation: what the probes read. y is None for unlabelled data."""
+        shards = self.split(split)
+        if shards is None:
+            raise DataError(f"{self.train.source}: the dataset has no {split!r} split")
+        x, y = self._read_ordered(shards, min(n, shards.total))
+        return self._x(x), y
 
     # ---- what a pipeline implements ----
     def _stream(self, epoch: int, batch: int):
         raise NotImplementedError
 
-    def _read_ordered(self, shards: ShardSet, n: int) -> torch.Tensor:
+    def _read_ordered(self, shards: ShardSet, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The first n samples of `shards` in order: (x uint8 (n, C, H, W), y or None)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

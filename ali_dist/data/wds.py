@@ -146,7 +146,7 @@ class Stream(torch.utils.data.IterableDataset):
                     continue
                 images.append(self._transform(image, epoch, sample["__key__"]))
                 labels.append(label)
-            yield Item(epoch, b, torch.stack(images), self._collate(labels),
+            yield Item(epoch, b, torch.stack(images), collate_labels(self.spec, labels),
                        self._take_pending())
             images, labels = [], []
 
@@ -202,12 +202,16 @@ class Stream(torch.utils.data.IterableDataset):
             image = image[:, ::-1]
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
-    def _collate(self, labels: list):
-        if self.spec.label == CLASS_EXT:
-            return torch.tensor(labels, dtype=torch.long)
-        if self.spec.label == ATTR_EXT:
-            return torch.from_numpy(np.stack(labels))
-        return None
+
+
+def collate_labels(spec: SampleSpec, labels: list):
+    """Per-sample labels -> a batch's y: a LongTensor of classes, a uint8 (B, n_attributes)
+    tensor, or None."""
+    if spec.label == CLASS_EXT:
+        return torch.tensor(labels, dtype=torch.long)
+    if spec.label == ATTR_EXT:
+        return torch.from_numpy(np.stack(labels))
+    return None
 
 
 def _forked(loader: torch.utils.data.DataLoader):
@@ -291,21 +295,23 @@ class WdsLoader(ImageLoader):
                 raise item.error
             yield item.epoch, item.batch, item.x, item.y
 
-    def _read_ordered(self, shards: ShardSet, n: int) -> torch.Tensor:
+    def _read_ordered(self, shards: ShardSet, n: int):
         spec = SampleSpec.of(shards, self.spec.channels)
-        out = []
+        xs, ys = [], []
         for shard, url in zip(shards.shards, wds_urls(shards.shards)):
             for sample in shard_samples(shard, url, self.bad.handle):
                 try:
-                    image, _ = check_sample(spec, sample)
+                    image, label = check_sample(spec, sample)
                 except ValueError as e:
                     self.bad.handle(BadSample(shard, sample["__key__"], str(e)))
                     continue
                 if image.shape[:2] != self.out_hw:
                     image = resize(image, self.out_hw)
-                out.append(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
-                if len(out) == n:
-                    return torch.stack(out)
-        if not out:
+                xs.append(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))))
+                ys.append(label)
+                if len(xs) == n:
+                    return torch.stack(xs), collate_labels(spec, ys)
+        if not xs:
             raise DataError(f"{shards.source}: no usable samples for the validation batch")
-        return torch.stack(out)
+        return torch.stack(xs), collate_labels(spec, ys)
+

@@ -9,6 +9,16 @@ from .modes import mode_metrics
 GRID_IMAGES = 100   # a 10 x 10 grid, as in the paper's figures
 
 
+def _has_classes(loader) -> bool:
+    from ..data.format import CLASS_EXT
+    return getattr(loader, "train", None) is not None and loader.train.label == CLASS_EXT
+
+
+def _probe(model, loader, cfg) -> dict:
+    from .probe import probe_model
+    return probe_model(model, loader, cfg.probe_labels, cfg.probe_draws)
+
+
 @torch.no_grad()
 def reconstruction_error(model, x: torch.Tensor) -> dict[str, float]:
     """Mean squared error of x vs reconstruct(x), next to the error of x vs a random other
@@ -22,10 +32,12 @@ def reconstruction_error(model, x: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate(model, loader, tracker, step: int, is_rank0: bool, final: bool) -> dict:
+def evaluate(model, loader, tracker, step: int, is_rank0: bool, final: bool,
+             probe=None) -> dict:
     """Rank 0 evaluates (others return {}): metrics into the returned dict, pictures to the
     tracker (at the end of the run for the toy; at every evaluation for images, so a person
-    can watch progress)."""
+    can watch progress). `probe` (the config's `eval` section, at the end of a run): the
+    L2-SVM probe on encoder features when the data has class labels."""
     if not is_rank0:
         return {}
     model.eval()
@@ -52,5 +64,7 @@ def evaluate(model, loader, tracker, step: int, is_rank0: bool, final: bool) -> 
             half = x[:GRID_IMAGES // 2]
             tracker.image(reconstruction_grid(half, model.reconstruct(half)),
                           f"reconstructions/step_{step:07d}.png")
+            if probe is not None and probe.probe_labels and _has_classes(loader):
+                out.update(_probe(model, loader, probe))
     model.train()
     return out

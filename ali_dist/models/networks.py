@@ -36,10 +36,17 @@ def _width(out, preset: Preset) -> int:
             LOGIT: 1}.get(out, out)
 
 
+def _activation(name: str, preset: Preset) -> nn.Module | None:
+    return {"lrelu": lambda: nn.LeakyReLU(preset.slope), "relu": nn.ReLU,
+            "maxout": lambda: Maxout(preset.maxout_pieces), "sigmoid": nn.Sigmoid,
+            "linear": lambda: None}[name]()
+
+
 def build_stack(layers: tuple[Layer, ...], in_width: int, preset: Preset,
                 pixel_bias: bool = False) -> tuple[nn.Sequential, int]:
     """One table -> nn.Sequential with one block per table row (so `net[i]` is row i);
-    returns it with its output width."""
+    returns it with its output width. A row's block is
+    [dropout] layer [batch norm] [pixel bias] [dropout] [non-linearity]."""
     rows: list[nn.Module] = []
     width = in_width
     for i, row in enumerate(layers):
@@ -47,27 +54,28 @@ def build_stack(layers: tuple[Layer, ...], in_width: int, preset: Preset,
         mods: list[nn.Module] = []
         if row.dropout > 0:
             mods.append(nn.Dropout(row.dropout))
-        n = out * preset.maxout_pieces if row.act == "maxout" else out
         last_image_layer = pixel_bias and i == len(layers) - 1
-        bias = not row.bn and not last_image_layer
+        bias = row.has_bias and not last_image_layer   # the pixel bias replaces it there
         if row.op == "conv":
-            mods.append(nn.Conv2d(width, n, row.kernel, row.stride, bias=bias))
+            mods.append(nn.Conv2d(width, out, row.kernel, row.stride, bias=bias))
         elif row.op == "convT":
-            mods.append(nn.ConvTranspose2d(width, n, row.kernel, row.stride, bias=bias))
+            mods.append(nn.ConvTranspose2d(width, out, row.kernel, row.stride, bias=bias))
         elif row.op == "linear":
-            mods.append(nn.Linear(width, n, bias=bias))
+            mods.append(nn.Linear(width, out, bias=bias))
         else:
             raise ValueError(f"unknown layer op {row.op!r}")
         if row.bn:
-            mods.append(nn.BatchNorm2d(n) if row.op != "linear" else nn.BatchNorm1d(n))
+            bn = nn.BatchNorm2d if row.op != "linear" else nn.BatchNorm1d
+            mods.append(bn(out, eps=preset.bn_eps, momentum=preset.bn_momentum))
         if last_image_layer:
             mods.append(PixelBias(out, preset.image_size))
-        if row.act != "linear":
-            mods.append({"lrelu": lambda: nn.LeakyReLU(preset.slope), "relu": nn.ReLU,
-                         "maxout": lambda: Maxout(preset.maxout_pieces),
-                         "sigmoid": nn.Sigmoid}[row.act]())
+        if row.act_dropout > 0:
+            mods.append(nn.Dropout(row.act_dropout))
+        act = _activation(row.act, preset)
+        if act is not None:
+            mods.append(act)
         rows.append(nn.Sequential(*mods))
-        width = out
+        width = out // preset.maxout_pieces if row.act == "maxout" else out
     return nn.Sequential(*rows), width
 
 

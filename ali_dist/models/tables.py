@@ -1,21 +1,35 @@
-"""The paper's architecture tables (ALI, ICLR 2017, appendix A) as data.
+"""The architecture tables as data: the paper's appendix A (Tables 3-6) as its authors' released
+code trained them (IshmaelBelghazi/ALI, `experiments/ali_*.py`).
 
-Each network is a tuple of `Layer` rows read top to bottom, exactly as the tables print them.
-`Layer.dropout` is applied to the layer's *input* (the original code's convention: "dropout 0.2
-on inputs, 0.5 elsewhere"). The tables' final discriminator row says "Sigmoid": here it emits
-the logit, and the losses apply the sigmoid inside `softplus` for numerical stability.
+The PDF's tables lost their "BN?" column, and where the PDF and that code disagree the code is
+what was trained, so the code is followed (README, "The presets against the authors' code",
+lists every difference). What the code does that the tables cannot show:
+  - batch norm after every hidden layer of Gz(x) and Gx(z), and after every convolution of D(x)
+    but the first (SVHN, CelebA, Tiny ImageNet; CIFAR-10's maxout D(x) has none); never in D(z)
+    or D(x, z). Running statistics move as 0.05 * batch + 0.95 * running (`Preset.bn_momentum`).
+  - biases only where no batch norm follows, and not at all in D(z) (SVHN, CelebA, CIFAR-10);
+    the decoder's output layer has a per-pixel bias started at the data's log-odds.
+  - dropout on the inputs of D's layers: 0.2 everywhere (SVHN, CelebA, Tiny ImageNet: the PDF's
+    CelebA D(x) says 0.0); CIFAR-10 0.2 on the first layers of D(x) and D(z), 0.5 elsewhere, in
+    the code's exact places (one of them between a convolution and its maxout).
+  - a maxout row's feature maps are its convolution's outputs: 2 pieces halve them (CIFAR-10).
+
+`Layer` rows read top to bottom as the tables print them. `Layer.dropout` is on the layer's input;
+`Layer.act_dropout` between its output and its non-linearity. The tables' final "Sigmoid"
+discriminator row emits the logit here: the losses apply the sigmoid inside `softplus`.
 
 Widths that depend on other facts are symbolic instead of copied:
   Z2     the encoder's output, 2 x z_dim (mu and log sigma for the reparametrisation)
   IMG    the decoder's output, the image's channel count
   LOGIT  the discriminator's single output
 The input width of D(x, z) is never written down: it is computed from the D(x) and D(z)
-branches (the printed concatenation widths disagree with the branches in Table 5).
+branches (the printed concatenation widths disagree with the branches in Tables 3 and 5).
 
 128 px presets are not in the paper. They are the 64 px tables with one extra unpadded
 stride-2 stage: a 2x2/2 convolution first in Gz(x) and D(x) (128 -> 64), and a 2x2/2 transposed
 convolution last in Gx(z) before its 1x1 output layer (64 -> 128). The 64 px trunk then runs
-unchanged, so every paper layer keeps its receptive field relative to a 64 px image.
+unchanged, so every paper layer keeps its receptive field relative to a 64 px image; D(x)'s
+batch-norm rule (none after the first convolution only) applies to the new first layer.
 """
 from __future__ import annotations
 
@@ -29,22 +43,28 @@ class Layer:
     op: str                  # "conv", "convT" (transposed conv) or "linear"
     kernel: int = 1
     stride: int = 1
-    out: int | str = 0       # feature maps, or Z2 / IMG / LOGIT
-    bn: bool = False
+    out: int | str = 0       # the layer's outputs (a maxout then keeps out / pieces), or a symbol
+    bn: bool = False         # batch norm between the layer and its non-linearity
     dropout: float = 0.0     # on the layer's input
     act: str = "lrelu"       # lrelu, relu, maxout, linear, sigmoid
+    bias: bool | None = None     # None: a bias unless batch norm follows (its shift is one)
+    act_dropout: float = 0.0     # between the layer's output and its non-linearity
+
+    @property
+    def has_bias(self) -> bool:
+        return (not self.bn) if self.bias is None else self.bias
 
 
-def conv(k, s, out, bn=False, dropout=0.0, act="lrelu"):
-    return Layer("conv", k, s, out, bn, dropout, act)
+def conv(k, s, out, bn=False, dropout=0.0, act="lrelu", bias=None, act_dropout=0.0):
+    return Layer("conv", k, s, out, bn, dropout, act, bias, act_dropout)
 
 
 def convT(k, s, out, bn=True, act="lrelu"):
     return Layer("convT", k, s, out, bn, 0.0, act)
 
 
-def linear(out, bn=False, dropout=0.0, act="relu"):
-    return Layer("linear", 1, 1, out, bn, dropout, act)
+def linear(out, bn=False, dropout=0.0, act="relu", bias=None):
+    return Layer("linear", 1, 1, out, bn, dropout, act, bias)
 
 
 @dataclass(frozen=True)
@@ -60,8 +80,10 @@ class Preset:
     image_size: int = 0             # 0: vector data (the toy)
     channels: int = 3
     data_dim: int = 0               # vector data only
-    slope: float = 0.01             # leaky ReLU slope
+    slope: float = 0.01             # leaky ReLU slope (Blocks' default, the SVHN code's)
     maxout_pieces: int = 2
+    bn_momentum: float = 0.05       # running stats: 0.05 * batch + 0.95 * running (the code's)
+    bn_eps: float = 1e-4            # Blocks' batch-norm epsilon
     init_std: float = 0.01          # weights N(0, init_std), biases 0
     lr: float = 1e-4
     beta1: float = 0.5
@@ -71,76 +93,103 @@ class Preset:
     lr_decay: str = "none"          # the paper's constant rate; see ali_dist/schedule.py
     lr_hold: float = 0.0            # share of the run at the full rate before the decay
     lr_final: float = 0.01          # the rate at the end, as a share of lr
+    r1: float = 0.0                 # R1 penalty weight on D (ours, not the paper's; see README)
     default_data: str = ""          # what `--data` means when not given
     steps: int = 0                  # default budget: steps (demos) ...
     epochs: float = 0               # ... or the paper's epochs
     demo_minutes: float = 0         # demos: a time limit on the default budget, so that the
                                     # no-argument run ends in minutes on a slow machine too
+    probe_labels: int = 1000        # the L2-SVM probe's labels (the paper's SVHN protocol)
 
     @property
     def is_image(self) -> bool:
         return self.image_size > 0
 
 
-def _table_32px(d_act: str, d_in_dropout: float, d_dropout: float, width: float = 1.0):
-    """Tables 3 (CIFAR-10) and 4 (SVHN) share one 32 px geometry: 32 -> 1 x 1 and back."""
-    w = lambda c: max(1, int(round(c * width)))
+def _d_x_bn(rows: tuple[Layer, ...]) -> tuple[Layer, ...]:
+    """The authors' D(x): batch norm after every convolution but the first."""
+    return rows[:1] + tuple(replace(r, bn=True) for r in rows[1:])
+
+
+def _generator_32px(w):
+    """Gz(x) and Gx(z) of Tables 3 and 4 (one 32 px geometry: 32 -> 1 x 1 and back)."""
     enc = (conv(5, 1, w(32), bn=True), conv(4, 2, w(64), bn=True), conv(4, 1, w(128), bn=True),
            conv(4, 2, w(256), bn=True), conv(4, 1, w(512), bn=True), conv(1, 1, w(512), bn=True),
            conv(1, 1, Z2, act="linear"))
     dec = (convT(4, 1, w(256)), convT(4, 2, w(128)), convT(4, 1, w(64)), convT(4, 2, w(32)),
            convT(5, 1, w(32)), conv(1, 1, w(32), bn=True), conv(1, 1, IMG, act="sigmoid"))
-    d_x = (conv(5, 1, w(32), dropout=d_in_dropout, act=d_act),
-           conv(4, 2, w(64), dropout=d_dropout, act=d_act),
-           conv(4, 1, w(128), dropout=d_dropout, act=d_act),
-           conv(4, 2, w(256), dropout=d_dropout, act=d_act),
-           conv(4, 1, w(512), dropout=d_dropout, act=d_act))
-    d_z = (conv(1, 1, w(512), dropout=d_in_dropout, act=d_act),
-           conv(1, 1, w(512), dropout=d_dropout, act=d_act))
-    d_xz = (conv(1, 1, w(1024), dropout=d_dropout, act=d_act),
-            conv(1, 1, w(1024), dropout=d_dropout, act=d_act),
-            conv(1, 1, LOGIT, dropout=d_dropout, act="linear"))
-    return dict(encoder=enc, decoder=dec, d_x=d_x, d_z=d_z, d_xz=d_xz)
+    return dict(encoder=enc, decoder=dec)
+
+
+def _svhn_table(width: float = 1.0):
+    """Table 4 as `ali_svhn.py` trains it: leaky-ReLU D, dropout 0.2 on every D input."""
+    w = lambda c: max(1, int(round(c * width)))
+    return dict(
+        **_generator_32px(w),
+        d_x=_d_x_bn((conv(5, 1, w(32), dropout=0.2), conv(4, 2, w(64), dropout=0.2),
+                     conv(4, 1, w(128), dropout=0.2), conv(4, 2, w(256), dropout=0.2),
+                     conv(4, 1, w(512), dropout=0.2))),
+        d_z=(conv(1, 1, w(512), dropout=0.2, bias=False),
+             conv(1, 1, w(512), dropout=0.2, bias=False)),
+        d_xz=(conv(1, 1, w(1024), dropout=0.2), conv(1, 1, w(1024), dropout=0.2),
+              conv(1, 1, LOGIT, dropout=0.2, act="linear")))
+
+
+def _cifar10_table():
+    """Table 3 as `ali_cifar10.py` trains it: maxout D (2 pieces halve each layer's maps), no
+    batch norm in D, dropout 0.2/0.5 where the code puts it: on the inputs of D(x)'s 1st, 2nd
+    and 5th convolutions, between the 3rd and its maxout, none before the 4th."""
+    mx = dict(act="maxout")
+    return dict(
+        **_generator_32px(lambda c: c),
+        d_x=(conv(5, 1, 32, dropout=0.2, **mx), conv(4, 2, 64, dropout=0.5, **mx),
+             conv(4, 1, 128, act_dropout=0.5, **mx), conv(4, 2, 256, **mx),
+             conv(4, 1, 512, dropout=0.5, **mx)),
+        d_z=(conv(1, 1, 512, dropout=0.2, bias=False, **mx),
+             conv(1, 1, 512, dropout=0.5, bias=False, **mx)),
+        d_xz=(conv(1, 1, 1024, dropout=0.5, **mx), conv(1, 1, 1024, dropout=0.5, **mx),
+              conv(1, 1, LOGIT, dropout=0.5, act="linear")))
 
 
 CIFAR10 = Preset("cifar10", z_dim=64, image_size=32, slope=0.1, maxout_pieces=2,
-                 epochs=6475, **_table_32px("maxout", 0.2, 0.5))              # Table 3
+                 epochs=6475, **_cifar10_table())                            # Table 3
 
 SVHN = Preset("svhn", z_dim=256, image_size=32, slope=0.01, epochs=100,
-              **_table_32px("lrelu", 0.2, 0.2))                              # Table 4
+              **_svhn_table())                                               # Table 4
 
 # The embedded demo: scikit-learn's handwritten digits upsampled to 32 px, one channel. The
-# SVHN geometry (digits too) at a quarter of its widths, so a CPU trains it in minutes. With
-# the paper's N(0, 0.01) init the un-normalised D starts dead (its output is 0.5 to four
-# decimals) and needs hundreds of steps to wake; std 0.05 and lr 5e-4 give digit-like samples
-# and reconstructions at half the random-pair error within 4,000 steps on CPU.
-DIGITS = Preset("digits", z_dim=32, image_size=32, channels=1, slope=0.01, lr=5e-4,
-                init_std=0.05, batch_size=64, default_data="digits", steps=4000, demo_minutes=7,
-                **_table_32px("lrelu", 0.2, 0.2, 0.25))
+# SVHN table (digits too) at a quarter of its widths, with every rule of the authors' code,
+# so a CPU trains it in minutes.
+DIGITS = Preset("digits", z_dim=32, image_size=32, channels=1, slope=0.01, lr=2e-4,
+                batch_size=64, default_data="digits", steps=2000, demo_minutes=7, probe_labels=100,
+                **_svhn_table(0.25))
 
 _CELEBA_ENC = (conv(2, 1, 64, bn=True), conv(7, 2, 128, bn=True), conv(5, 2, 256, bn=True),
                conv(7, 2, 256, bn=True), conv(4, 1, 512, bn=True), conv(1, 1, Z2, act="linear"))
 _CELEBA_DEC = (convT(4, 1, 512), convT(7, 2, 256), convT(5, 2, 256), convT(7, 2, 128),
                convT(2, 1, 64), conv(1, 1, IMG, act="sigmoid"))
-_CELEBA_DX = (conv(2, 1, 64), conv(7, 2, 128), conv(5, 2, 256), conv(7, 2, 256), conv(4, 1, 512))
 CELEBA64 = Preset(                                                               # Table 5
     "celeba64", z_dim=256, image_size=64, slope=0.02, epochs=123,
-    encoder=_CELEBA_ENC, decoder=_CELEBA_DEC, d_x=_CELEBA_DX,
-    d_z=(conv(1, 1, 1024, dropout=0.2), conv(1, 1, 1024, dropout=0.2)),
+    encoder=_CELEBA_ENC, decoder=_CELEBA_DEC,
+    d_x=_d_x_bn((conv(2, 1, 64, dropout=0.2), conv(7, 2, 128, dropout=0.2),
+                 conv(5, 2, 256, dropout=0.2), conv(7, 2, 256, dropout=0.2),
+                 conv(4, 1, 512, dropout=0.2))),
+    d_z=(conv(1, 1, 1024, dropout=0.2, bias=False), conv(1, 1, 1024, dropout=0.2, bias=False)),
     d_xz=(conv(1, 1, 2048, dropout=0.2), conv(1, 1, 2048, dropout=0.2),
           conv(1, 1, LOGIT, dropout=0.2, act="linear")))
 
 TINYIMAGENET64 = Preset(                                                         # Table 6
-    "tinyimagenet64", z_dim=256, image_size=64, slope=0.01, batch_size=128, epochs=125,
+    "tinyimagenet64", z_dim=256, image_size=64, slope=0.01, batch_size=128, epochs=1000,
     encoder=(conv(4, 2, 64, bn=True), conv(4, 1, 64, bn=True), conv(4, 2, 128, bn=True),
              conv(4, 1, 128, bn=True), conv(4, 2, 256, bn=True), conv(4, 1, 256, bn=True),
              conv(1, 1, 2048, bn=True), conv(1, 1, 2048, bn=True), conv(1, 1, Z2, act="linear")),
     decoder=(conv(1, 1, 2048, bn=True), conv(1, 1, 256, bn=True), convT(4, 1, 256),
              convT(4, 2, 128), convT(4, 1, 128), convT(4, 2, 64), convT(4, 1, 64),
              convT(4, 2, 64), conv(1, 1, IMG, act="sigmoid")),
-    d_x=(conv(4, 2, 64, dropout=0.2), conv(4, 1, 64, dropout=0.2), conv(4, 2, 128, dropout=0.2),
-         conv(4, 1, 128, dropout=0.2), conv(4, 2, 256, dropout=0.2), conv(4, 1, 256, dropout=0.2)),
-    d_z=(conv(1, 1, 2048, dropout=0.2), conv(1, 1, 2048, dropout=0.2)),
+    d_x=_d_x_bn((conv(4, 2, 64, dropout=0.2), conv(4, 1, 64, dropout=0.2),
+                 conv(4, 2, 128, dropout=0.2), conv(4, 1, 128, dropout=0.2),
+                 conv(4, 2, 256, dropout=0.2), conv(4, 1, 256, dropout=0.2))),
+    d_z=(conv(1, 1, 2048, dropout=0.2), conv(1, 1, 2048, dropout=0.2)),   # with biases here
     d_xz=(conv(1, 1, 4096, dropout=0.2), conv(1, 1, 4096, dropout=0.2),
           conv(1, 1, LOGIT, dropout=0.2, act="linear")))
 
@@ -152,7 +201,7 @@ def _at_128px(p: Preset, name: str) -> Preset:
         p, name=name, image_size=128,
         encoder=(conv(2, 2, 32, bn=True),) + p.encoder,
         decoder=p.decoder[:-1] + (convT(2, 2, 32),) + p.decoder[-1:],
-        d_x=(conv(2, 2, 32, dropout=first_dx.dropout, act=first_dx.act),) + p.d_x)
+        d_x=_d_x_bn((conv(2, 2, 32, dropout=first_dx.dropout, act=first_dx.act),) + p.d_x))
 
 
 CELEBA128 = _at_128px(CELEBA64, "celeba128")
@@ -168,8 +217,9 @@ TOY = Preset(
     encoder=tuple(linear(400, bn=True) for _ in range(4)) + (linear(Z2, act="linear"),),
     decoder=tuple(linear(400, bn=True) for _ in range(4)) + (linear(IMG, act="linear"),),
     d_x=(), d_z=(),
-    d_xz=(linear(200, act="maxout"), linear(200, act="maxout"), linear(200, act="maxout"),
-          linear(LOGIT, act="linear")),
+    d_xz=(linear(1000, act="maxout"), linear(1000, act="maxout"), linear(1000, act="maxout"),
+          linear(LOGIT, act="linear")),      # 200 units of 5 pieces each
+    bn_momentum=0.1, bn_eps=1e-5,            # PyTorch's defaults: the toy's own study decides
     lr=1e-3, beta1=0.5, batch_size=100, default_data="toy", steps=3000, demo_minutes=3.5)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
