@@ -6,10 +6,16 @@ from pathlib import Path
 import torch
 
 from . import checkpoint
-from .models import ALI, build
+from .methods import build_model
 
 
-def load(path_or_uri: str | Path, device: str | torch.device = "cpu") -> ALI:
+def build(preset: str = "toy", method: str = "ali", init_std: float | None = None):
+    """An untrained model: the networks `method` trains for `preset` (see
+    `ali_dist.models.tables.PRESETS` and `ali_dist.methods.METHODS`)."""
+    return build_model(method, preset, init_std)
+
+
+def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
     """A trained model in eval mode, from
     - a training run's `--output` directory (config.json + weights.pt),
     - a Ray training checkpoint directory (state.pt), or
@@ -25,12 +31,13 @@ def load(path_or_uri: str | Path, device: str | torch.device = "cpu") -> ALI:
             raise FileNotFoundError(f"no model at {directory}")
     cfg, state = checkpoint.read_model_dir(directory)
     m = cfg["model"]
-    model = build(m["preset"], m["variant"], m.get("init_std"))
+    method = m.get("method", m.get("variant"))       # configs saved before --method
+    model = build(m["preset"], method, m.get("init_std"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise RuntimeError(f"{directory}: weights do not match preset {m['preset']!r} "
-                           f"({m['variant']}): {e}") from None
+                           f"({method}): {e}") from None
     return model.to(device).eval()
 
 

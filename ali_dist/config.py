@@ -15,6 +15,8 @@ from pathlib import Path
 
 from . import schedule
 from .models.tables import PRESETS, get_preset
+
+METHOD_NAMES = ("ali", "gan", "gan_inverse", "gan_posthoc", "vae")   # ali_dist/methods/
 from .schedule import DECAYS
 
 
@@ -26,8 +28,10 @@ def _f(default, help: str, choices=None, flag: str | None = None):
 class ModelConfig:
     preset: str = _f("digits", "architecture and hyper-parameters of one paper table",
                      choices=tuple(PRESETS))
-    variant: str = _f("ali", "ali: encoder + decoder + D(x, z); gan: decoder + D(x) only",
-                      choices=("ali", "gan"))
+    method: str = _f("ali", "training method: ali (encoder + decoder + D(x, z), the paper's "
+                     "game); gan (decoder + D(x)); the paper's Figure 8 baselines gan_inverse "
+                     "(a GAN, then an encoder fitted to invert its decoder), gan_posthoc (a "
+                     "GAN, then an encoder by the ALI game) and vae", choices=METHOD_NAMES)
     init_std: float | None = _f(None, "std of the N(0, std) weight init (default: the preset's, "
                                 "0.01 as in the paper)")
 
@@ -44,6 +48,10 @@ class DataConfig:
     loader_threads: int = _f(2, "decode threads per worker")
     flip: bool = _f(False, "random horizontal flips of training images (off by default: "
                     "the paper trains without augmentation; digits must not be mirrored)")
+    image_size: int | None = _f(None, "image side the loader delivers (default: the "
+                                "preset's; set from it, shown for reference)")
+    channels: int | None = _f(None, "image channels the loader delivers (default: the "
+                              "preset's)")
     skip_bad_samples: bool = _f(False, "skip corrupt or malformed samples with a counted "
                                 "warning instead of stopping with an error")
     cache_dir: str | None = _f(None, "where embedded datasets are converted to shards "
@@ -80,6 +88,8 @@ class OptimConfig:
                           "the paper's, for the paper presets)")
     r1_every: int = _f(4, "apply the R1 penalty every N steps (x N, so its strength is the "
                        "same): the lazy regularisation that makes it cheap")
+    d_steps: int = _f(1, "discriminator updates per encoder/decoder update (with --update "
+                      "alternating; they reuse the step's batch)")
 
 
 @dataclass
@@ -143,7 +153,9 @@ class Config:
     def from_dict(cls, d: dict) -> "Config":
         sections = {}
         for f in dataclasses.fields(cls):
-            sub = d.get(f.name) or {}
+            sub = dict(d.get(f.name) or {})
+            if f.name == "model" and "variant" in sub:    # configs saved before --method
+                sub.setdefault("method", sub.pop("variant"))
             known = {g.name for g in dataclasses.fields(_SECTIONS[f.name])}
             unknown = set(sub) - known
             if unknown:
@@ -169,6 +181,17 @@ def resolve(cfg: Config) -> Config:
     """Fill every None that the preset decides, and check what can be checked early."""
     p = get_preset(cfg.model.preset)
     o = cfg.optim
+    if cfg.model.method not in METHOD_NAMES:
+        raise ValueError(f"unknown method {cfg.model.method!r}; choose one of "
+                         f"{', '.join(METHOD_NAMES)}")
+    d = cfg.data
+    d.data = d.data or p.default_data or None
+    for name, value in (("image_size", p.image_size), ("channels", p.channels)):
+        if getattr(d, name) is None:
+            setattr(d, name, value)
+        elif getattr(d, name) != value:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(d, name)} does not match "
+                             f"preset {p.name!r}, whose networks take {value}")
     o.batch_size = o.batch_size or p.batch_size
     o.lr = p.lr if o.lr is None else o.lr
     o.beta1 = p.beta1 if o.beta1 is None else o.beta1
@@ -188,7 +211,8 @@ def resolve(cfg: Config) -> Config:
     for name, v in (("batch_size", o.batch_size), ("workers", cfg.run.workers),
                     ("log_every", cfg.run.log_every), ("eval_every", cfg.run.eval_every),
                     ("checkpoint_every", cfg.run.checkpoint_every),
-                    ("probe_draws", cfg.eval.probe_draws), ("r1_every", o.r1_every)):
+                    ("probe_draws", cfg.eval.probe_draws), ("r1_every", o.r1_every),
+                    ("d_steps", o.d_steps)):
         if v is None or v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if not 0 <= o.beta1 < 1 or not 0 <= o.beta2 < 1:

@@ -14,11 +14,11 @@ from typing import Callable
 
 import torch
 
-from . import checkpoint, distributed, schedule
+from . import checkpoint, distributed, methods, schedule
 from .config import Config
 from .data import make_loader
 from .evaluate import evaluate, probe
-from .models import ALI, build
+from .methods import Batch
 from .models.networks import init_output_bias
 from .step import TrainStep, make_optimizers
 from .tracking import Tracker
@@ -71,38 +71,41 @@ def param_digest(model: torch.nn.Module) -> str:
 
 
 def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | None = None,
-        restored: dict | None = None) -> ALI:
-    """Train to `total` steps (or the time limit); returns the model. On divergence, rolls
-    back to the last good state with a lower learning rate, or stops: the final report then
-    carries `diverged=1` and the reason is tagged in MLflow."""
+        restored: dict | None = None):
+    """Train the config's method to the end of its stages (or the time limit); returns its
+    model (what users keep). On divergence, rolls back to the last good state with a lower
+    learning rate, or stops: the final report then carries `diverged=1` and the reason is
+    tagged in MLflow."""
     rank, world = distributed.world()
     tracker = tracker or Tracker(None)
     torch.manual_seed(cfg.run.seed)  # one init, identical on every rank
-    model = build(cfg.model.preset, cfg.model.variant, cfg.model.init_std).to(device)
+    method = methods.build(cfg).to(device)
     if cfg.run.sync_bn:
-        model = distributed.convert_sync_batchnorm(model)
-    opt = make_optimizers(model, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2)
-    step_fn = TrainStep(model, opt, device, cfg.optim.precision, cfg.optim.update,
-                        cfg.optim.r1, cfg.optim.r1_every)
+        method = distributed.convert_sync_batchnorm(method)
+    model = method.model
+    opt = make_optimizers(method, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2)
+    step_fn = TrainStep(method, opt, device, cfg.optim.precision)
     loader = make_loader(cfg, rank, world, device)
-    total = total_steps(cfg, loader.batches_per_epoch)
+    budget = total_steps(cfg, loader.batches_per_epoch)
+    total = method.total_steps(budget)
 
     def load(s: dict) -> int:
-        model.load_state_dict(s["model"])
-        opt.d.load_state_dict(s["opt_d"])
-        opt.g.load_state_dict(s["opt_g"])
+        method.load_state_dict(s["method"])
+        for g, o_ in opt.items():
+            o_.load_state_dict(s["optimizers"][g])
         step_fn.scaler.load_state_dict(s["scaler"])
         loader.load_state_dict(s["loader"])
         checkpoint.set_rng_state(s["rng"][rank % len(s["rng"])])
         return int(s["step"])
 
     def state() -> dict:
-        distributed.sync_buffers_(model)
-        return {"model": model.state_dict(), "opt_d": opt.d.state_dict(),
-                "opt_g": opt.g.state_dict(), "scaler": step_fn.scaler.state_dict(),
+        distributed.sync_buffers_(method)
+        return {"method": method.state_dict(), "model": model.state_dict(),
+                "optimizers": {g: o_.state_dict() for g, o_ in opt.items()},
+                "scaler": step_fn.scaler.state_dict(),
                 "step": step, "loader": loader.state_dict(),
                 "rng": distributed.all_gather_object(checkpoint.rng_state()),
-                "param_digests": distributed.all_gather_object(param_digest(model)),
+                "param_digests": distributed.all_gather_object(param_digest(method)),
                 "rollbacks": rollbacks, "config": cfg.to_dict()}
 
     step = rollbacks = 0
@@ -115,7 +118,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
         torch.manual_seed(cfg.run.seed * 7919 + rank + 1)  # independent noise on each rank
         if model.preset.is_image:  # decoder output starts at the data's mean image
             init_output_bias(model.decoder, _mean_image(loader))
-        distributed.broadcast_module_(model)
+        distributed.broadcast_module_(method)
     good = copy.deepcopy(state())   # what a rollback returns to (CPU-side copy)
 
     global_batch = cfg.optim.batch_size * world
@@ -124,18 +127,26 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     steps_at_last, steps_at_start = step, step
     deadline = t_start + 60 * cfg.run.time_limit if cfg.run.time_limit else math.inf
     o = cfg.optim
+    stage = None
 
-    def set_lr() -> None:
-        """The schedule's rate for this step, lowered by each rollback so far."""
+    def set_stage_and_lr():
+        """The stage this step belongs to (started when it changes) and the schedule's rate
+        for the step within it, lowered by each rollback so far."""
+        nonlocal stage
+        current, at = method.stage_at(step, budget)
+        if current != stage:
+            stage = current
+            method.begin_stage(stage)
         lr = o.lr * cfg.run.rollback_lr_factor ** rollbacks * schedule.lr_factor(
-            step, total, o.lr_decay, o.lr_hold, o.lr_final)
-        for g in (*opt.d.param_groups, *opt.g.param_groups):
-            g["lr"] = lr
+            at, stage.steps, o.lr_decay, o.lr_hold, o.lr_final)
+        for o_ in opt.values():
+            for g in o_.param_groups:
+                g["lr"] = lr
 
     while step < total:
-        x = next(batches)[0]
-        set_lr()
-        m = step_fn(x)
+        x, y = next(batches)
+        set_stage_and_lr()
+        m = step_fn(Batch(x, y), stage, step)
         step += 1
         problem = _divergence(m, cfg.run.collapse_loss)
         if distributed.agree(problem is not None, device):
@@ -144,7 +155,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             if cfg.run.on_divergence == "rollback" and rollbacks < cfg.run.max_rollbacks:
                 rollbacks += 1
                 step = load(good)
-                set_lr()
+                set_stage_and_lr()
                 batches, meter = iter(loader), Meter()
                 if rank == 0:
                     say(f"{msg}: rollback {rollbacks}/{cfg.run.max_rollbacks} to "
@@ -178,8 +189,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             t_last, steps_at_last = now, step
             if rank == 0:
                 eta = (total - step) * (now - t_start) / max(1, step - steps_at_start)
-                say(f"step {step}/{total} | loss_d {metrics['loss_d']:.3f} "
-                    f"loss_g {metrics['loss_g']:.3f} | D acc {metrics['d_acc']:.2f} | "
+                say(f"step {step}/{total} | {_progress(metrics)} | "
                     f"{metrics['samples_per_s']:.0f} samples/s | eta {eta:.0f}s")
         if eval_now:
             distributed.sync_buffers_(model)
@@ -219,16 +229,27 @@ def _mean_image(loader) -> torch.Tensor:
     return total / n
 
 
+PROGRESS = (("loss_d", "loss_d {:.3f}"), ("loss_g", "loss_g {:.3f}"), ("d_acc", "D acc {:.2f}"),
+            ("z_error", "z error {:.4f}"), ("loss", "-ELBO {:.2f}"))
+
+
+def _progress(metrics: dict) -> str:
+    """The training quantities a progress line shows, as far as the method reports them."""
+    return " ".join(fmt.format(metrics[k]) for k, fmt in PROGRESS if k in metrics)
+
+
 def _lr(opt) -> float:
-    return opt.g.param_groups[0]["lr"]
+    return next(iter(opt.values())).param_groups[0]["lr"]
 
 
 def _divergence(m: dict, collapse_loss: float) -> str | None:
     """Why this step's metrics mean the run has gone wrong, or None."""
-    loss_d, loss_g = float(m["loss_d"]), float(m["loss_g"])
-    if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
-        return f"loss_d={loss_d}, loss_g={loss_g}"
-    if loss_d < collapse_loss:
+    values = {k: float(v) for k, v in m.items()}
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        return ", ".join(f"{k}={v}" for k, v in values.items() if k.startswith("loss") or k in bad)
+    loss_d = values.get("loss_d")
+    if loss_d is not None and loss_d < collapse_loss:
         return (f"discriminator collapsed: loss_d={loss_d:.2e} < {collapse_loss:g}, the "
                 f"generator's gradient vanishes")
     return None

@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ali_dist.train",
-        description="Train ALI (or its GAN variant) with Ray Train: one data-parallel process "
+        description="Train ALI (or another method: --method) with Ray Train: one data-parallel process "
                     "per worker, checkpoints in Ray storage, everything in MLflow. With no "
                     "arguments: the embedded demo on this machine.",
         epilog="Precedence: defaults < --config YAML < flags. Ray: joins the cluster at "
@@ -65,9 +65,7 @@ def _gpus_per_worker(cfg) -> float:
 
 def _prepare_data(cfg) -> None:
     """Convert an embedded dataset once, here, so that workers never race to do it."""
-    from .models import get_preset
-    preset = get_preset(cfg.model.preset)
-    if preset.is_image and (cfg.data.data or preset.default_data) == "digits":
+    if cfg.data.image_size and cfg.data.data == "digits":
         from data_tools.digits import ensure_digits
         cache = Path(cfg.data.cache_dir or tracking.DEFAULT_HOME / "data").expanduser()
         cfg.data.data = str(ensure_digits(cache))
@@ -99,7 +97,7 @@ def make_trainer(cfg, ref, storage: str, gpus: float, resume_from: str | None,
 def train(cfg: config_lib.Config) -> dict:
     """Run a resolved config to the end; returns a summary (metrics, run id, model path)."""
     storage = storage_lib.resolve(cfg.run.storage)
-    cfg.run.name = cfg.run.name or f"{cfg.model.preset}-{cfg.model.variant}-" \
+    cfg.run.name = cfg.run.name or f"{cfg.model.preset}-{cfg.model.method}-" \
                                    f"{time.strftime('%Y%m%d-%H%M%S')}"
     previous, resume_from = None, None
     if storage_lib.run_exists(storage, cfg.run.name):
@@ -116,7 +114,7 @@ def train(cfg: config_lib.Config) -> dict:
     _prepare_data(cfg)
     _init_ray(cfg)
     gpus = _gpus_per_worker(cfg)
-    tags = {"preset": cfg.model.preset, "variant": cfg.model.variant,
+    tags = {"preset": cfg.model.preset, "method": cfg.model.method,
             "world_size": str(cfg.run.workers), "git_commit": tracking.git_commit(),
             "ray_storage": f"{storage}/{cfg.run.name}", "device": "gpu" if gpus else "cpu"}
     ref = tracking.start_run(cfg.run.experiment, cfg.run.name, cfg.flat(), tags,

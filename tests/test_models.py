@@ -205,9 +205,9 @@ def test_discriminator_sees_x_at_initialisation(name):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-@pytest.mark.parametrize("variant", ["ali", "gan"])
-def test_every_preset_round_trips_shapes(name, variant):
-    m = ali_dist.build(name, variant).eval()
+@pytest.mark.parametrize("method", ["ali", "gan"])
+def test_every_preset_round_trips_shapes(name, method):
+    m = ali_dist.build(name, method).eval()
     p = m.preset
     n = 2
     x = torch.rand(n, p.channels, p.image_size, p.image_size) if p.is_image else torch.randn(n, 2)
@@ -216,7 +216,7 @@ def test_every_preset_round_trips_shapes(name, variant):
     assert x_fake.shape == x.shape
     if p.is_image:  # a sigmoid output: pixels in [0, 1]
         assert 0 <= float(x_fake.min()) and float(x_fake.max()) <= 1
-    if variant == "ali":
+    if method == "ali":
         assert m.encode(x).shape == (n, p.z_dim)
         assert m.discriminator(x, z).shape == (n,)
     else:
@@ -262,8 +262,8 @@ def test_init_is_normal_001_with_zero_biases():
     assert biases and all(float(b.detach().abs().max()) == 0 for b in biases)
 
 
-def test_unknown_preset_and_variant_are_clear_errors():
+def test_unknown_preset_and_method_are_clear_errors():
     with pytest.raises(ValueError, match="unknown preset 'cifar100'.*cifar10"):
         ali_dist.build("cifar100")
-    with pytest.raises(ValueError, match="unknown variant"):
-        ali_dist.build("toy", "vae")
+    with pytest.raises(ValueError, match="unknown method 'bigan'.*gan_posthoc"):
+        ali_dist.build("toy", "bigan")

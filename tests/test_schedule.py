@@ -74,22 +74,3 @@ def test_the_loop_trains_on_the_schedule_and_a_rollback_lowers_it_further():
     final = reports[-1]
     assert final["step"] == 60 and final["rollbacks"] >= 1 and "diverged" not in final
     assert final["lr"] == pytest.approx(0.5 * 0.01 ** final["rollbacks"])
-
-
-def test_baselines_run_the_schedule_over_each_of_their_phases():
-    """A two-phase baseline's GAN decays over its own steps exactly as ALI does over the same
-    steps, then its encoder phase runs the schedule again over its (shorter) span."""
-    from ali_dist.baselines import run as baselines
-    cfg = config_lib.resolve(_cfg(steps=20, lr=1e-3, lr_decay="linear", lr_hold=0.0,
-                                  lr_final=0.1, update="alternating"))
-    cfg.model.variant = "gan_inverse"
-    method = baselines.build_method(cfg, torch.device("cpu"), 20)
-    assert method.gan_step.update == "alternating"
-    gan_opts, enc_opts = method.phases[0][2], method.phases[1][2]
-    seen = []
-    for step in range(1, method.total_steps + 1):
-        baselines.set_lr(method, step, cfg.optim)
-        seen.append((gan_opts[0].param_groups[0]["lr"], enc_opts[0].param_groups[0]["lr"]))
-    assert seen[0][0] == pytest.approx(1e-3) and seen[19][0] == pytest.approx(1e-4)
-    assert seen[20][1] == pytest.approx(1e-3) and seen[-1][1] == pytest.approx(1e-4)
-    assert seen[-1][0] == pytest.approx(1e-4)          # the finished phase is left alone

@@ -1,11 +1,25 @@
-"""Losses and the training step: the paper's equations, both update schemes, precisions."""
+"""Losses and the one training step: the paper's equations, both update schemes, R1,
+precisions, every method's phases."""
 import pytest
 import torch
-import torch.nn.functional as F
 
-import ali_dist
-from ali_dist import losses
+from ali_dist import config as config_lib, losses, methods
+from ali_dist.methods import Batch
 from ali_dist.step import TrainStep, make_optimizers, resolve_precision
+
+
+def make(preset="toy", method="ali", lr=1e-3, **optim):
+    """A method and its step for a resolved config (seeded)."""
+    cfg = config_lib.Config()
+    cfg.model.preset, cfg.model.method = preset, method
+    for k, v in optim.items():
+        setattr(cfg.optim, k, v)
+    cfg = config_lib.resolve(cfg)
+    torch.manual_seed(0)
+    m = methods.build(cfg)
+    step = TrainStep(m, make_optimizers(m, lr, 0.5, 0.999), torch.device("cpu"),
+                     optim.get("precision", "fp32"))
+    return m, step, m.stages(10)[0]
 
 
 def test_losses_are_the_papers_log_terms():
@@ -20,12 +34,14 @@ def test_losses_are_the_papers_log_terms():
     assert torch.isfinite(losses.discriminator_loss(-big, big))
 
 
-def test_adam_uses_the_papers_values():
-    m = ali_dist.build("toy")
-    opt = make_optimizers(m, 1e-4, 0.5, 0.999)
-    assert opt.d.defaults["betas"] == (0.5, 0.999) and opt.d.defaults["lr"] == 1e-4
-    g_ids = {id(p) for g in opt.g.param_groups for p in g["params"]}
-    assert g_ids == {id(p) for p in list(m.encoder.parameters()) + list(m.decoder.parameters())}
+def test_adam_per_group_with_the_papers_values():
+    m, step, _ = make()
+    assert set(step.opt) == {"d", "g"}
+    assert step.opt["d"].defaults["betas"] == (0.5, 0.999)
+    g_ids = {id(p) for g in step.opt["g"].param_groups for p in g["params"]}
+    model = m.model
+    assert g_ids == {id(p) for p in list(model.encoder.parameters()) +
+                     list(model.decoder.parameters())}
 
 
 def _snapshot(module):
@@ -33,15 +49,13 @@ def _snapshot(module):
 
 
 @pytest.mark.parametrize("update", ["simultaneous", "alternating"])
-@pytest.mark.parametrize("variant", ["ali", "gan"])
-def test_step_updates_every_network(update, variant):
-    torch.manual_seed(0)
-    m = ali_dist.build("toy", variant)
-    step = TrainStep(m, make_optimizers(m, 1e-3, 0.5, 0.999), torch.device("cpu"),
-                     update=update)
-    nets = [m.decoder, m.discriminator] + ([m.encoder] if m.encoder else [])
+@pytest.mark.parametrize("method", ["ali", "gan"])
+def test_step_updates_every_network(update, method):
+    m, step, stage = make(method=method, update=update)
+    model = m.model
+    nets = [model.decoder, model.discriminator] + ([model.encoder] if model.encoder else [])
     before = [_snapshot(n) for n in nets]
-    out = step(torch.randn(32, 2))
+    out = step(Batch(torch.randn(32, 2)), stage, 0)
     assert set(out) == {"loss_d", "loss_g", "d_acc", "d_real", "d_fake"}
     for net, old in zip(nets, before):
         assert any(not torch.equal(a, b) for a, b in zip(old, net.parameters()))
@@ -51,22 +65,49 @@ def test_simultaneous_update_takes_both_gradients_from_one_graph():
     """The step's D gradient is that of the D loss alone and its E/G gradient that of the
     generator loss alone, both from the same forward pass. lr=0 keeps the weights fixed and
     the gradients in place, so they can be compared with ones computed by hand."""
-    m = ali_dist.build("toy")
-    step = TrainStep(m, make_optimizers(m, 0.0, 0.5, 0.999), torch.device("cpu"))
+    m, step, stage = make(lr=0.0)
     x = torch.randn(16, 2)
     torch.manual_seed(1)
-    step(x)
+    step(Batch(x), stage, 1)
     torch.manual_seed(1)  # the same prior z and encoder noise as inside the step
-    real, fake, _ = step._logits(x, m.prior(16))
-    gd = torch.autograd.grad(losses.discriminator_loss(real, fake), step.d_params,
-                             retain_graph=True)
-    gg = torch.autograd.grad(losses.generator_loss(real, fake), step.g_params)
-    for want, p in zip(gd + gg, step.d_params + step.g_params):
+    real, fake, _ = m.logits(x, {"step": 1}, detach=False, penalty=False)
+    d, g = step.params["d"], step.params["g"]
+    gd = torch.autograd.grad(losses.discriminator_loss(real, fake), d, retain_graph=True)
+    gg = torch.autograd.grad(losses.generator_loss(real, fake), g, retain_graph=True)
+    for want, p in zip(gd + gg, d + g):
         assert torch.allclose(want, p.grad, atol=1e-6)
     # and the generator's gradient is not the D loss's with the sign flipped (non-saturating)
-    flipped = torch.autograd.grad(-losses.discriminator_loss(*step._logits(x, m.prior(16))[:2]),
-                                  step.g_params)
+    flipped = torch.autograd.grad(-losses.discriminator_loss(real, fake), g)
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(flipped, gg))
+
+
+def test_alternating_runs_the_encoder_and_decoder_forward_once_per_step():
+    m, step, stage = make(update="alternating", d_steps=2)
+    assert [p.name for p in stage.phases] == ["d", "d", "g"]
+    calls = {"enc": 0, "dec": 0, "d": 0}
+    m.model.encoder.register_forward_hook(lambda *_: calls.__setitem__("enc", calls["enc"] + 1))
+    m.model.decoder.register_forward_hook(lambda *_: calls.__setitem__("dec", calls["dec"] + 1))
+    m.model.discriminator.register_forward_hook(lambda *_: calls.__setitem__("d", calls["d"] + 1))
+    step(Batch(torch.randn(16, 2)), stage, 0)
+    assert calls == {"enc": 1, "dec": 1, "d": 3}
+
+
+def test_r1_penalty_is_the_gradient_norm_at_the_encoder_pairs_every_n_steps():
+    m, step, stage = make(r1=2.0, r1_every=3)
+    x = torch.randn(16, 2)
+    torch.manual_seed(5)
+    real, _, r1 = m.logits(x, {"step": 0}, detach=True, penalty=True)
+    torch.manual_seed(5)
+    x_ = x.clone().requires_grad_(True)
+    sides = m.generated(x_, {})
+    z_hat = sides[2][0].detach().requires_grad_(True)
+    logits = m.model.criticise(torch.cat([x_, sides[0].detach()]),
+                               [torch.cat([z_hat, sides[1][0]])])
+    gx, gz = torch.autograd.grad(logits[:16].sum(), [x_, z_hat])
+    want = (gx.pow(2).sum(1) + gz.pow(2).sum(1)).mean()
+    assert torch.allclose(r1, want, rtol=1e-4)
+    assert "r1" in step(Batch(x), stage, 0) and "r1" in step(Batch(x), stage, 3)
+    assert "r1" not in step(Batch(x), stage, 1)
 
 
 def test_precision_resolution():
@@ -78,24 +119,35 @@ def test_precision_resolution():
 
 @pytest.mark.parametrize("precision", ["bf16", "fp32"])
 def test_step_runs_in_each_cpu_precision(precision):
-    torch.manual_seed(0)
-    m = ali_dist.build("digits")
-    step = TrainStep(m, make_optimizers(m, 2e-4, 0.5, 0.999), torch.device("cpu"),
-                     precision=precision)
-    out = step(torch.rand(8, 1, 32, 32))
+    m, step, stage = make("digits", precision=precision, r1=1.0, r1_every=1)
+    out = step(Batch(torch.rand(8, 1, 32, 32)), stage, 0)
     assert all(torch.isfinite(v) for v in out.values())
     assert all(p.dtype == torch.float32 for p in m.parameters())  # master weights stay fp32
+
+
+@pytest.mark.parametrize("method", ["gan_inverse", "gan_posthoc", "vae"])
+def test_every_stage_of_the_baselines_trains_what_it_names(method):
+    m, step, _ = make(method=method)
+    for stage in m.stages(10):
+        m.begin_stage(stage)
+        groups = {g for p in stage.phases for g in p.groups}
+        before = {g: [_snapshot(n) for n in m.groups()[g]] for g in step.params}
+        step(Batch(torch.randn(32, 2)), stage, 0)
+        for g, old in before.items():
+            changed = any(not torch.equal(a, b) for net, snap in zip(m.groups()[g], old)
+                          for a, b in zip(snap, net.parameters()))
+            assert changed == (g in groups), (method, stage.name, g)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
 def test_step_on_gpu(precision):
-    torch.manual_seed(0)
     dev = torch.device("cuda")
-    m = ali_dist.build("svhn").to(dev)
+    m, _, stage = make("svhn")
+    m.to(dev)
     step = TrainStep(m, make_optimizers(m, 1e-4, 0.5, 0.999), dev, precision=precision)
-    out = step(torch.rand(16, 3, 32, 32, device=dev))
+    out = step(Batch(torch.rand(16, 3, 32, 32, device=dev)), stage, 0)
     assert all(torch.isfinite(v) for v in out.values())
     if precision == "fp16":
         assert step.scaler.is_enabled()

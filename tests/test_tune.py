@@ -1,4 +1,4 @@
-"""Ray Tune studies (`tune/`) and the Figure 8 baselines (`ali_dist/baselines/`).
+"""Ray Tune studies (`tune/`) and the Figure 8 baselines (`ali_dist/methods/`).
 
 Fast: budgets, the search space, the study table, the CLI's errors, and each baseline learning
 something measurable. End to end, with a real local Ray and a real SQLite MLflow store: a small
@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ali_dist import config as config_lib
-from ali_dist.baselines import BASELINES, InverseMapping, PostHocInference, VAE
+from ali_dist import config as config_lib, loop, methods
 from ali_dist.data import toy
 from ali_dist.evaluate import reconstruction_error
 from ali_dist.models import get_preset
@@ -53,7 +52,7 @@ def _client(uri):
 # ---------------------------------------------------------------- budgets, space, table --
 
 def test_budgets_override_and_reject_nonsense():
-    from tune.budgets import BUDGETS, get_budget
+    from tune.space import BUDGETS, get_budget
     assert set(BUDGETS["toy"]) == set(BUDGETS["image"]) >= {"ci", "laptop", "paper"}
     paper = get_budget("toy", "paper")
     assert paper.trials == 10 and paper.epochs == 400        # 10 settings, PacGAN's epochs
@@ -67,7 +66,7 @@ def test_budgets_override_and_reject_nonsense():
 
 def test_settings_are_paired_reproducible_and_follow_the_preset():
     from ali_dist.models import get_preset
-    from tune.search_space import draw_settings, image_space, toy_space
+    from tune.space import draw_settings, image_space, toy_space
     space = toy_space("toy")
     p = get_preset("toy")
     assert space["lr"].lower == pytest.approx(p.lr / 10) and space["lr"].upper == \
@@ -149,30 +148,42 @@ def _batches(n: int, batch: int = 100, seed: int = 0):
     return [next(it)[0] for _ in range(n)]
 
 
+def _method(name: str, **optim):
+    """A baseline and the one step, for the toy preset (init std 0.1, lr 1e-3)."""
+    from ali_dist.step import TrainStep, make_optimizers
+    cfg = config_lib.Config()
+    cfg.model.preset, cfg.model.method, cfg.model.init_std = "toy", name, 0.1
+    for k, v in optim.items():
+        setattr(cfg.optim, k, v)
+    cfg = config_lib.resolve(cfg)
+    torch.manual_seed(0)
+    m = methods.build(cfg)
+    return m, TrainStep(m, make_optimizers(m, 1e-3, 0.5, 0.999), torch.device("cpu"), "fp32")
+
+
+def _run_stage(method, step_fn, stage, batches, start: int = 0) -> list[dict]:
+    method.begin_stage(stage)
+    return [step_fn(methods.Batch(x), stage, start + i) for i, x in enumerate(batches)]
+
+
 def test_baselines_are_registered_with_alis_encoder_and_decoder():
-    from ali_dist.models import build
-    ali = build("toy", "ali")
+    ali = methods.build_model("ali", "toy")
     shapes = lambda m: [tuple(p.shape) for p in m.parameters()]
-    for name, cls in BASELINES.items():
-        m = cls("toy", 0.1, 1e-3, 0.5, 0.999, torch.device("cpu"), steps=10).model
-        assert m.variant == name
+    for name in methods.BASELINES:
+        m = methods.build_model(name, "toy")
+        assert m.name == name
         assert shapes(m.encoder) == shapes(ali.encoder)
         assert shapes(m.decoder) == shapes(ali.decoder)
 
 
 def test_inverse_mapping_encoder_error_falls():
-    torch.manual_seed(0)
-    method = InverseMapping("toy", 0.1, 1e-3, 0.5, 0.999, torch.device("cpu"), steps=60)
-    assert (method.gan_steps, method.total_steps) == (60, 90)
-    errors, dec_before = [], None
-    for step, x in enumerate(_batches(method.total_steps), start=1):
-        if step == method.gan_steps + 1:
-            dec_before = [p.clone() for p in method.model.decoder.parameters()]
-        m = method(x, step)
-        assert method.phase(step) == ("gan" if step <= 60 else "encoder")
-        if "z_error" in m:
-            errors.append(float(m["z_error"]))
-    assert len(errors) == 30
+    method, step_fn = _method("gan_inverse")
+    gan, enc = method.stages(60)
+    assert (gan.name, gan.steps, enc.name, enc.steps) == ("gan", 60, "encoder", 30)
+    batches = _batches(90)
+    _run_stage(method, step_fn, gan, batches[:60])
+    dec_before = [p.clone() for p in method.model.decoder.parameters()]
+    errors = [float(m["z_error"]) for m in _run_stage(method, step_fn, enc, batches[60:], 60)]
     first, last = sum(errors[:5]) / 5, sum(errors[-5:]) / 5
     assert last < 0.5 * first, (first, last)
     # the decoder stays as the GAN left it
@@ -181,11 +192,11 @@ def test_inverse_mapping_encoder_error_falls():
 
 def test_posthoc_inference_trains_only_the_encoder_and_learns_to_invert():
     """The ALI game against a fresh D(x, z) teaches the encoder to invert the frozen decoder:
-    the latent error ||z - E(G(z))||^2 falls (measured 6.7 -> 2.5 over these 100 steps)."""
-    torch.manual_seed(0)
-    method = PostHocInference("toy", 0.1, 1e-3, 0.5, 0.999, torch.device("cpu"), steps=200)
+    the latent error ||z - E(G(z))||^2 falls."""
+    method, step_fn = _method("gan_posthoc")
     model = method.model
-    assert (method.gan_steps, method.total_steps) == (200, 300)
+    gan, enc = method.stages(200)
+    assert (gan.steps, enc.steps) == (200, 100)
     z = torch.randn(2000, 2, generator=torch.Generator().manual_seed(1))
 
     def z_error() -> float:
@@ -194,14 +205,12 @@ def test_posthoc_inference_trains_only_the_encoder_and_learns_to_invert():
             e = (model.encoder(model.decoder(z), sample=False) - z).pow(2).sum(1).mean()
         return float(e)
 
-    batches = _batches(method.total_steps)
-    for step in range(1, method.gan_steps + 1):
-        method(batches[step - 1], step)
+    batches = _batches(300)
+    _run_stage(method, step_fn, gan, batches[:200])
     dec = [p.clone() for p in model.decoder.parameters()]
     before = z_error()
-    for step in range(method.gan_steps + 1, method.total_steps + 1):
-        m = method(batches[step - 1], step)
-        assert torch.isfinite(m["loss_d"]) and method.phase(step) == "encoder"
+    out = _run_stage(method, step_fn, enc, batches[200:], 200)
+    assert all(torch.isfinite(m["loss_d"]) for m in out)
     after = z_error()
     assert all(torch.equal(a, b) for a, b in zip(dec, model.decoder.parameters()))
     assert after < 0.7 * before, (before, after)
@@ -210,33 +219,42 @@ def test_posthoc_inference_trains_only_the_encoder_and_learns_to_invert():
 
 
 def test_vae_reconstruction_beats_the_random_pair_baseline():
-    torch.manual_seed(0)
-    method = VAE("toy", 0.1, 1e-3, 0.5, 0.999, torch.device("cpu"), steps=300)
+    method, step_fn = _method("vae")
     assert method.model.discriminator is None
-    losses = [float(method(x, i)["loss"]) for i, x in enumerate(_batches(300), start=1)]
+    (stage,) = method.stages(300)
+    losses = [float(m["loss"]) for m in _run_stage(method, step_fn, stage, _batches(300))]
     assert sum(losses[-20:]) < sum(losses[:20])
     held_out = toy.sample(2000, torch.Generator().manual_seed(5))
     r = reconstruction_error(method.model, held_out)
     assert r["recon_ratio"] < 0.05, r          # a random pairing sits at 1
 
 
-def test_baseline_loop_reports_like_the_training_loop(ali_home):
-    from ali_dist.baselines.run import run
+def test_baselines_train_through_the_one_loop_stage_by_stage(ali_home):
+    """A two-stage baseline through `loop.run`: reports like any run (40 GAN steps, then 20
+    encoder steps), and each stage runs the learning-rate schedule over its own span."""
     cfg = config_lib.Config()
-    cfg.model.preset, cfg.model.variant, cfg.optim.steps = "toy", "gan_inverse", 40
-    cfg.run.log_every, cfg.run.eval_every = 10, 20
-    config_lib.resolve(cfg)
+    cfg.model.preset, cfg.model.method, cfg.optim.steps = "toy", "gan_inverse", 40
+    cfg.optim.lr, cfg.optim.lr_decay, cfg.optim.lr_hold, cfg.optim.lr_final = \
+        1e-3, "linear", 0.0, 0.1
+    cfg.run.log_every, cfg.run.eval_every, cfg.run.checkpoint_every = 10, 20, 30
+    cfg = config_lib.resolve(cfg)
     reports = []
-    run(cfg, torch.device("cpu"), lambda m, s: reports.append((m, s)))
+    loop.run(cfg, torch.device("cpu"), lambda m, s: reports.append((m, s)))
     steps = [m["step"] for m, _ in reports]
-    assert steps == [10, 20, 30, 40, 50, 60]            # 40 GAN steps, then 20 encoder steps
-    assert all(s is None for _, s in reports)
+    assert steps == [10, 20, 30, 40, 50, 60]
     assert "loss_d" in reports[0][0] and "z_error" in reports[-1][0]
     assert {"modes_paper", "modes_strict", "high_quality", "reverse_kl",
             "recon_ratio"} <= set(reports[-1][0])
-    cfg.model.variant = "bigan"
-    with pytest.raises(ValueError, match="unknown baseline"):
-        run(cfg, torch.device("cpu"), lambda m, s: None)
+    from ali_dist.schedule import lr_factor
+    lr = {m["step"]: m["lr"] for m, _ in reports}
+    factor = lambda at, n: 1e-3 * lr_factor(at, n, "linear", 0.0, 0.1)
+    assert lr[40] == pytest.approx(factor(39, 40)) == pytest.approx(1e-4)  # the GAN's last
+    assert lr[50] == pytest.approx(factor(9, 20)) and lr[50] > 2e-4         # anew
+    assert lr[60] == pytest.approx(1e-4)
+    assert any(s is not None for _, s in reports)                    # checkpoints, too
+    cfg.model.method = "bigan"
+    with pytest.raises(ValueError, match="unknown method"):
+        config_lib.resolve(cfg)
 
 
 # ------------------------------------------------------------------------- end to end --
@@ -245,7 +263,7 @@ def test_baseline_loop_reports_like_the_training_loop(ali_home):
 def test_toy_study_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
     """Every model of the study, one paired setting, a few steps: the table, Figure 8 and the
     best configuration land in files and in MLflow (parent run + one child per trial)."""
-    from tune.search import MODELS
+    from tune.study import MODELS
     from tune.toy_study import main
     out = tmp_path / "out"
     rc = main(["--budget", "ci", "--trials", "1", "--steps", "30", "--eval-every", "15",

@@ -12,8 +12,7 @@ from pathlib import Path
 from ali_dist.models import get_preset
 
 from . import record, report, study
-from .budgets import get_budget
-from .search_space import describe, image_space, toy_space
+from .space import describe, get_budget, image_space, toy_space
 
 METRIC = report.RECON
 TRIAL_DRIVER_CPU = 0.05
@@ -61,7 +60,7 @@ def run(args) -> dict:
     budget = get_budget("image", args.budget).with_overrides(args.trials, args.steps,
                                                              args.epochs, args.eval_every)
     cfg = base_config(args)
-    cfg.model.variant = args.variant
+    cfg.model.method = args.method
     cfg.run.workers, cfg.run.cpus_per_worker = args.workers, args.cpus_per_worker
     cfg.run.gpus_per_worker = args.gpus_per_worker
     cfg.optim.steps, cfg.optim.epochs = budget.steps, budget.epochs
@@ -86,7 +85,7 @@ def run(args) -> dict:
 
     ref = study.open_parent(
         place, args.experiment,
-        {"preset": args.preset, "variant": args.variant, "budget": args.budget,
+        {"preset": args.preset, "method": args.method, "budget": args.budget,
          "trials": budget.trials, "steps": budget.steps, "epochs": budget.epochs,
          "eval_every": budget.eval_every, "search_space": describe(space),
          "search_seed": args.seed, "workers_per_trial": args.workers,

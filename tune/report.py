@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from pathlib import Path
 
 from ali_dist import config as config_lib
 
@@ -36,7 +37,7 @@ def trial_rows(result_grid) -> list[dict]:
         ok = r.error is None and not m.get("diverged") and MODES_PAPER in m
         rows.append({
             "trial_id": m.get("trial_id") or (r.path.rsplit("/", 1)[-1] if r.path else "?"),
-            "model": cfg.get("model", cfg.get("base", {}).get("model", {}).get("variant")),
+            "model": cfg.get("model", cfg.get("base", {}).get("model", {}).get("method")),
             "setting": cfg.get("setting", {}),
             "ok": ok, "error": None if r.error is None else str(r.error).splitlines()[0][:300],
             "step": m.get("step"), "rollbacks": m.get("rollbacks", 0),
@@ -170,7 +171,7 @@ def best_configuration(summary: dict, base: dict, preset: str, model: str = "ali
     s = e["best"]["setting"]
     steps, epochs = base["optim"].get("steps"), base["optim"].get("epochs")
     length = f"--steps {steps}" if steps else f"--epochs {epochs:g}"
-    variant = f" --variant {model}" if model != "ali" else ""
+    method = f" --method {model}" if model != "ali" else ""
     init = f" --init-std {s['init_std']:.4g}" if "init_std" in s else ""
     base_cfg = config_lib.Config.from_dict(base)
     base_cfg.model.preset = preset
@@ -180,7 +181,7 @@ def best_configuration(summary: dict, base: dict, preset: str, model: str = "ali
     return {"model": model, "setting": s, "metrics": {k: v for k, v in e["best"].items()
                                                       if k not in ("setting", "trial_id")},
             "trial_id": e["best"]["trial_id"],
-            "command": f"python -m ali_dist.train --preset {preset}{variant} --lr {s['lr']:.4g} "
+            "command": f"python -m ali_dist.train --preset {preset}{method} --lr {s['lr']:.4g} "
                        f"--beta1 {s['beta1']:.3f}{init} --seed {s['seed']} {length} "
                        f"--batch-size {base['optim']['batch_size']} --update {o.update}"
                        f"{decay} --workers 1"}
@@ -211,3 +212,33 @@ def search_markdown(rows: list[dict], budget: str, metric: str = RECON,
         lines.append(f"| {r['trial_id']} | {s.get('lr', 0):.3g} | {s.get('beta1', 0):.2f} | "
                      f"{r['step']} | {value} | {status} |")
     return "\n".join(lines) + "\n"
+
+
+# --- Figure 8: each model's best trial's panels (samples, q(z) vs p(z), reconstructions of
+# held-out points; `ali_dist.evaluate.grids.toy_figure`), one row per model. The panels are the
+# PNGs each trial logged at its final evaluation, so the driver needs no model weights.
+PANELS = "toy_panels.png"   # the artifact name `ali_dist.evaluate.evaluate` logs for the toy
+
+
+def figure8(panels: dict[str, Path]):
+    """Stack each model's panel image in a row (their widths differ: a GAN has no encoder
+    panels), labelled by model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    images = {m: mpimg.imread(p) for m, p in panels.items()}
+    if not images:
+        return None
+    width = max(im.shape[1] for im in images.values())
+    fig, axes = plt.subplots(len(images), 1, squeeze=False,
+                             figsize=(width / 100, sum(im.shape[0] for im in images.values())
+                                      / 100 + 0.4 * len(images)))
+    for ax, (model, im) in zip(axes[:, 0], images.items()):
+        ax.imshow(im)
+        ax.set_xlim(0, width)
+        ax.set_title(model, loc="left", fontsize=12, fontweight="bold")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

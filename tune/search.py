@@ -18,15 +18,12 @@ import argparse
 import sys
 import time
 
-from ali_dist import config as config_lib
-from ali_dist.baselines import BASELINES
-from ali_dist.models import PRESETS, VARIANTS, get_preset
+from ali_dist.methods.adversarial import UPDATES
+from ali_dist.models import PRESETS, get_preset
 from ali_dist.schedule import DECAYS
-from ali_dist.step import UPDATES
 
-from .budgets import BUDGETS
-
-MODELS = VARIANTS + tuple(BASELINES)     # what the toy study can train
+from .space import BUDGETS
+from .study import MODELS
 
 
 def _budget_help() -> str:
@@ -74,7 +71,7 @@ def build_parser(prog: str = "python -m tune.search", toy_only: bool = False):
                         "through TorchTrainer (the search); torch on the toy runs the ASHA "
                         "search through TorchTrainer instead")
     g = p.add_argument_group("search (image presets, or --runner torch)")
-    g.add_argument("--variant", default="ali", choices=("ali",),
+    g.add_argument("--method", default="ali", choices=("ali",),
                    help="the model searched; ASHA ranks trials by the reconstruction ratio, "
                         "so it needs an encoder [default: ali]")
     g.add_argument("--workers", type=int, default=1, help="Ray Train workers per trial "
@@ -114,35 +111,6 @@ def build_parser(prog: str = "python -m tune.search", toy_only: bool = False):
                                  "best_config.json and figure8.png [default: the study's "
                                  "directory in local storage]")
     return p
-
-
-def base_config(args) -> config_lib.Config:
-    """The training config every trial starts from: defaults < --config YAML < flags."""
-    d = config_lib.Config().to_dict()
-    if args.config:
-        for section, values in config_lib.load_yaml(args.config).items():
-            if section not in d or not isinstance(values, dict):
-                raise ValueError(f"{args.config}: unknown section {section!r}; "
-                                 f"expected {sorted(d)}")
-            d[section].update(values)
-    cfg = config_lib.Config.from_dict(d)
-    cfg.model.preset = args.preset
-    if args.data:
-        cfg.data.data = args.data
-    for name in ("batch_size", "update", "lr_decay", "lr_hold", "lr_final"):
-        if getattr(args, name) is not None:
-            setattr(cfg.optim, name, getattr(args, name))
-    cfg.run.experiment = args.experiment
-    return cfg
-
-
-def parse_models(text: str) -> list[str]:
-    models = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in models if m not in MODELS]
-    if unknown or not models:
-        raise ValueError(f"--models: unknown {', '.join(unknown) or '(none given)'}; choose "
-                         f"from {', '.join(MODELS)}")
-    return models
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m tune.search",

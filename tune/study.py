@@ -6,9 +6,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ali_dist import storage as storage_lib, tracking
+from ali_dist import config as config_lib, storage as storage_lib, tracking
 
 from . import record
+
+MODELS = config_lib.METHOD_NAMES      # what the toy study can train: every method
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,3 +101,32 @@ def write_outputs(out: Path, files: dict[str, str]) -> None:
 
 def base_tags(kind: str, preset: str) -> dict:
     return {"kind": kind, "preset": preset, "git_commit": tracking.git_commit()}
+
+
+def base_config(args) -> config_lib.Config:
+    """The training config every trial starts from: defaults < --config YAML < flags."""
+    d = config_lib.Config().to_dict()
+    if args.config:
+        for section, values in config_lib.load_yaml(args.config).items():
+            if section not in d or not isinstance(values, dict):
+                raise ValueError(f"{args.config}: unknown section {section!r}; "
+                                 f"expected {sorted(d)}")
+            d[section].update(values)
+    cfg = config_lib.Config.from_dict(d)
+    cfg.model.preset = args.preset
+    if args.data:
+        cfg.data.data = args.data
+    for name in ("batch_size", "update", "lr_decay", "lr_hold", "lr_final"):
+        if getattr(args, name) is not None:
+            setattr(cfg.optim, name, getattr(args, name))
+    cfg.run.experiment = args.experiment
+    return cfg
+
+
+def parse_models(text: str) -> list[str]:
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"--models: unknown {', '.join(unknown) or '(none given)'}; choose "
+                         f"from {', '.join(MODELS)}")
+    return models

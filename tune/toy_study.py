@@ -15,9 +15,8 @@ from pathlib import Path
 
 from ali_dist.models import get_preset
 
-from . import figures, record, report, study
-from .budgets import get_budget
-from .search_space import describe, draw_settings, toy_space
+from . import record, report, study
+from .space import describe, draw_settings, get_budget, toy_space
 
 
 def _concurrency(args, n_trials: int) -> int:
@@ -32,7 +31,7 @@ def _concurrency(args, n_trials: int) -> int:
 def run(args) -> dict:
     from ray import tune
 
-    from .search import base_config, parse_models
+    from .study import base_config, parse_models
     from .trials import toy_trial
 
     place = study.Place(study_storage(args), args.name, args.resume)
@@ -41,7 +40,7 @@ def run(args) -> dict:
     budget = get_budget("toy", args.budget).with_overrides(args.trials, args.steps,
                                                            args.epochs, args.eval_every)
     base = base_config(args)
-    base.model.variant = models[0]                   # each trial sets its own
+    base.model.method = models[0]                   # each trial sets its own
     base.optim.batch_size = base.optim.batch_size or get_preset(args.preset).batch_size
     base.run.workers = 1
     base.optim.steps, base.optim.epochs = budget.steps, budget.epochs
@@ -98,10 +97,10 @@ def summarize(results, ref: record.StudyRef, models: list[str], budget_text: str
     for model in models:
         b = summary[model].get("best")
         run_id = b and run_of.get(b["trial_id"])
-        local = run_id and record.download_artifact(ref.tracking_uri, run_id, figures.PANELS)
+        local = run_id and record.download_artifact(ref.tracking_uri, run_id, report.PANELS)
         if local:
             panels[model] = local
-    fig = figures.figure8(panels)
+    fig = report.figure8(panels)
 
     files = {"study_table.md": report.markdown(summary, budget_text),
              "study_table.json": record.to_json({"budget": budget_text, "models": summary,

@@ -3,9 +3,9 @@
     study     the `record.StudyRef` (MLflow parent run) as a dict
     base      the training config shared by every trial (`ali_dist.config.Config.to_dict()`)
     setting   this trial's draw: lr, beta1, (init_std,) seed, index
-    model     (toy study) "ali", "gan" or a baseline of `ali_dist.baselines.BASELINES`
+    model     (toy study) the method: any of `ali_dist.methods.METHODS`
 
-`toy_trial` trains in the trial's own process (on 2 cores a worker group per trial starves);
+`toy_trial` trains any method in the trial's own process (on 2 cores a worker group per trial starves);
 `torch_trial` starts a distributed TorchTrainer (its own workers and resources) and lets
 `TuneReportCallback` forward rank 0's reports to Tune.
 """
@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 from ali_dist import checkpoint, config as config_lib, tracking
-from ali_dist.models import VARIANTS
 
 from . import record
 
@@ -31,7 +30,7 @@ def trial_config(config: dict) -> config_lib.Config:
         cfg.model.init_std = s["init_std"]
     cfg.run.seed = s["seed"]
     if "model" in config:
-        cfg.model.variant = config["model"]
+        cfg.model.method = config["model"]
     return config_lib.resolve(cfg)
 
 
@@ -39,26 +38,25 @@ def _open_child(config: dict, cfg: config_lib.Config) -> tracking.RunRef:
     import ray.tune
     trial_id = ray.tune.get_context().get_trial_id()
     s = config["setting"]
-    name = f"{cfg.model.variant}-{s['index']:02d}" if "model" in config else f"trial-{trial_id}"
+    name = f"{cfg.model.method}-{s['index']:02d}" if "model" in config else f"trial-{trial_id}"
     return record.child_run(config["study"], trial_id, name, cfg.flat(),
-                            {"model": cfg.model.variant, "preset": cfg.model.preset,
+                            {"model": cfg.model.method, "preset": cfg.model.preset,
                              "setting": str(s["index"])})
 
 
 def toy_trial(config: dict) -> None:
-    """ALI or GAN through `ali_dist.loop.run` (with Tune checkpoints, so a restored study
-    continues it), or a Figure 8 baseline through `ali_dist.baselines.run.run`."""
+    """Any method through `ali_dist.loop.run` in the trial's own process, with Tune
+    checkpoints, so a restored study continues it."""
     import ray.tune
 
     from ali_dist import loop
-    from ali_dist.baselines import run as baselines
 
     torch.set_num_threads(1)   # the trial holds one Tune CPU
     cfg = trial_config(config)
     ref = _open_child(config, cfg)
     restored = None
     ckpt = ray.tune.get_checkpoint()
-    if ckpt is not None and cfg.model.variant in VARIANTS:
+    if ckpt is not None:
         with ckpt.as_directory() as d:
             restored = checkpoint.load_state(d)
 
@@ -72,12 +70,7 @@ def toy_trial(config: dict) -> None:
 
     status = "FAILED"
     try:
-        tracker = tracking.Tracker(ref)
-        device = torch.device("cpu")
-        if cfg.model.variant in VARIANTS:
-            loop.run(cfg, device, report, tracker, restored)
-        else:
-            baselines.run(cfg, device, report, tracker)
+        loop.run(cfg, torch.device("cpu"), report, tracking.Tracker(ref), restored)
         status = "FINISHED"
     finally:
         tracking.end_run(ref, status)

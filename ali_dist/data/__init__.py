@@ -7,24 +7,56 @@ uint8 tensor of binary attributes (one column per attribute), or None; and has:
     validation_batch(n)      n held-out x for evaluation (grids, reconstructions)
     skipped_samples          bad samples skipped so far (images, with --skip-bad-samples)
 
-`toy.py` is the toy's; `images.py` chooses DALI (`dali.py`) or webdataset (`wds.py`) over the
-shards `shards.py` resolves, with the per-sample rules both share in `samples.py`.
+`toy.py` is the toy's; `images.py` holds what the DALI (`dali.py`) and webdataset (`wds.py`)
+pipelines share over the shards `shards.py` resolves, with the per-sample rules both use in
+`samples.py`; `make_loader` below picks one.
 """
 from __future__ import annotations
 
 
 def make_loader(cfg, rank: int, world: int, device):
-    from ..models import get_preset  # here, so that `ali_dist.data.format` imports no torch
-    preset = get_preset(cfg.model.preset)
-    source = cfg.data.data or preset.default_data
-    if not preset.is_image:
-        if source not in ("toy", None, ""):
-            raise ValueError(f"preset {preset.name!r} trains on the built-in 25-Gaussian set; "
-                             f"--data {source!r} is not supported for it")
+    """The loader a resolved config asks for: the toy's in-memory set, or image shards through
+    the pipeline `--loader` names (`dali`, `webdataset`, or `auto`: DALI where it imports and
+    the data is local). The geometry comes from the config (`resolve` fills it from the
+    preset): the data layer knows no model."""
+    d = cfg.data
+    if not d.image_size:
+        if d.data not in ("toy", None, ""):
+            raise ValueError(f"preset {cfg.model.preset!r} trains on the built-in 25-Gaussian "
+                             f"set; --data {d.data!r} is not supported for it")
         from .toy import ToyLoader
         return ToyLoader.for_config(cfg, rank, world, device)
-    if not source:
-        raise ValueError(f"preset {preset.name!r} needs --data: a manifest.json, a shard "
+    if not d.data:
+        raise ValueError(f"preset {cfg.model.preset!r} needs --data: a manifest.json, a shard "
                          f"directory or a shard pattern (see `python -m data_tools --help`)")
-    from .images import make_image_loader
-    return make_image_loader(cfg, source, rank, world, device)
+    from .images import dali_available
+    from .shards import TRAIN, DataError, resolve, validation_set
+    train = resolve(d.data, TRAIN)
+    val = validation_set(train, d.val_data)
+    local = train.local and (val is None or val.local)
+    choice = d.loader
+    if choice == "auto":
+        choice = "dali" if local and dali_available() else "webdataset"
+    elif choice == "dali" and not local:
+        raise DataError(f"{d.data}: DALI reads local shards only; use --loader webdataset for "
+                        f"URLs")
+    elif choice == "dali" and not dali_available():
+        raise DataError("--loader dali: nvidia.dali does not import here; install "
+                        "nvidia-dali-cuda130 or use --loader webdataset")
+    if choice == "dali":
+        from .dali import DaliLoader as Loader
+    else:
+        from .wds import WdsLoader as Loader
+    return Loader(train, val, image_size=d.image_size, channels=d.channels,
+                  batch_size=cfg.optim.batch_size, rank=rank, world=world, seed=cfg.run.seed,
+                  threads=d.loader_threads, device=device,
+                  skip_bad_samples=d.skip_bad_samples, flip=d.flip, index_dir=_index_dir(cfg))
+
+
+def _index_dir(cfg) -> str:
+    """Where to write DALI indexes that cannot go beside read-only shards: beside the data
+    cache that `train.py` uses for embedded datasets."""
+    from pathlib import Path
+
+    from ..tracking import DEFAULT_HOME  # a constant; tracking imports mlflow lazily
+    return str(Path(cfg.data.cache_dir or DEFAULT_HOME / "data").expanduser() / "indexes")

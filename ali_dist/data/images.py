@@ -1,6 +1,5 @@
-"""Image loaders: `make_image_loader` picks the pipeline, and `ImageLoader` holds what the DALI
-and webdataset pipelines share: the epoch plan, the data position, the validation batch and the
-bad-sample count.
+"""Image loaders: `ImageLoader` holds what the DALI and webdataset pipelines share: the
+epoch plan, the data position, the validation batch and the bad-sample count.
 
 The epoch plan is a function of (seed, epoch) alone, so every rank derives the same one and a
 resumed run re-derives it:
@@ -167,40 +166,3 @@ class ImageLoader:
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} {self.train.describe()}; batch {self.batch_size} x "
                 f"{self.world} worker(s), {self.batches_per_epoch} batches/epoch>")
-
-
-def make_image_loader(cfg, source: str, rank: int, world: int, device) -> ImageLoader:
-    """The loader `--loader` asks for: `dali`, `webdataset`, or `auto` (DALI where it imports
-    and the data is local, else webdataset)."""
-    from ..models import get_preset
-    preset = get_preset(cfg.model.preset)
-    train = resolve(source, TRAIN)
-    val = validation_set(train, cfg.data.val_data)
-    local = train.local and (val is None or val.local)
-    choice = cfg.data.loader
-    if choice == "auto":
-        choice = "dali" if local and dali_available() else "webdataset"
-    elif choice == "dali" and not local:
-        raise DataError(f"{source}: DALI reads local shards only; use --loader webdataset for "
-                        f"URLs")
-    elif choice == "dali" and not dali_available():
-        raise DataError("--loader dali: nvidia.dali does not import here; install "
-                        "nvidia-dali-cuda130 or use --loader webdataset")
-    if choice == "dali":
-        from .dali import DaliLoader as Loader
-    else:
-        from .wds import WdsLoader as Loader
-    return Loader(train, val, image_size=preset.image_size, channels=preset.channels,
-                  batch_size=cfg.optim.batch_size or preset.batch_size, rank=rank, world=world,
-                  seed=cfg.run.seed, threads=cfg.data.loader_threads, device=device,
-                  skip_bad_samples=cfg.data.skip_bad_samples,
-                  flip=cfg.data.flip,
-                  index_dir=_index_dir(cfg))
-
-
-def _index_dir(cfg) -> str:
-    """Where to write DALI indexes that cannot go beside read-only shards: beside the data
-    cache that `train.py` uses for embedded datasets."""
-    from pathlib import Path
-    from ..tracking import DEFAULT_HOME  # a constant; tracking imports mlflow lazily
-    return str(Path(cfg.data.cache_dir or DEFAULT_HOME / "data").expanduser() / "indexes")

@@ -50,7 +50,7 @@ def evaluate(model, loader, tracker, step: int, is_rank0: bool, final: bool,
             out.update(reconstruction_error(model, loader.validation_batch(2500)))
         if final:
             fig = toy_figure(model, loader.validation_batch(2500),
-                             f"{model.variant.upper()} at step {step}: {out['modes_strict']}/25 "
+                             f"{model.name.upper()} at step {step}: {out['modes_strict']}/25 "
                              f"modes, {100 * out['high_quality']:.1f}% high quality")
             tracker.figure(fig, "toy_panels.png")
             import matplotlib.pyplot as plt

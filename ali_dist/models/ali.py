@@ -1,4 +1,14 @@
-"""The model users hold: ALI (encoder, decoder, joint discriminator) or its GAN variant."""
+"""The model users hold after training: an encoder q(z|x), a decoder p(x|z) and the
+discriminator they were trained against, with the inference API (encode, decode, reconstruct,
+sample). Which parts exist depends on the training method (`ali_dist/methods/`): ALI has all
+three and a joint D(x, z); a GAN has no encoder and a D(x); a VAE has no discriminator.
+
+Methods talk to models through three calls, so one adversarial game serves flat and
+hierarchical models alike (HALI, `hali.py`, has the same three):
+    inference(x)       -> the encoder side's latents, sampled: [z]
+    generation(z_top)  -> (x, the decoder side's latents): (G(z), [z])
+    discriminator(x, latents) -> one logit per pair
+"""
 from __future__ import annotations
 
 import torch
@@ -7,47 +17,50 @@ from torch import nn
 from .networks import Decoder, Discriminator, Encoder, init_weights
 from .tables import Preset, get_preset
 
-VARIANTS = ("ali", "gan")
-
 
 class ALI(nn.Module):
-    """`variant="ali"`: encoder q(z|x), decoder p(x|z), discriminator on (x, z).
-    `variant="gan"`: the same decoder and discriminator trunk; no encoder; D sees x only."""
-
-    def __init__(self, preset: Preset | str, variant: str = "ali", init_std: float | None = None):
+    def __init__(self, preset: Preset | str, encoder: bool = True,
+                 discriminator: str | None = "joint", init_std: float | None = None,
+                 name: str = "ali"):
+        """`discriminator`: "joint" (D(x, z)), "x" (D(x), a GAN's) or None (a VAE's)."""
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
-        self.variant = variant
-        self.encoder = Encoder(self.preset) if variant == "ali" else None
+        self.name = name                     # the training method's: figure titles say it
+        self.encoder = Encoder(self.preset) if encoder else None
         self.decoder = Decoder(self.preset)
-        self.discriminator = Discriminator(self.preset, joint=variant == "ali")
+        self.discriminator = None if discriminator is None else \
+            Discriminator(self.preset, joint=discriminator == "joint")
         init_weights(self, self.preset.init_std if init_std is None else init_std)
 
     @property
     def z_dim(self) -> int:
         return self.preset.z_dim
 
-    @property
-    def generator_params(self) -> list[nn.Parameter]:
-        """What the generator phase updates: encoder and decoder together."""
-        nets = [self.decoder] + ([self.encoder] if self.encoder is not None else [])
-        return [p for n in nets for p in n.parameters()]
-
     def prior(self, n: int, device=None, generator=None) -> torch.Tensor:
         """z ~ N(0, I). A `generator` (a CPU one: reproducible across devices) draws on the CPU."""
-        dev = device or next(self.parameters()).device
+        dev = device or self._device
         if generator is not None:
             return torch.randn(n, self.z_dim, generator=generator).to(dev)
         return torch.randn(n, self.z_dim, device=dev)
 
-    # --- inference API (eval mode, no gradients): what a trained ALI is for ---
+    # --- what training methods use (gradients flow) ---
+    def inference(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.encoder(x)]
+
+    def generation(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.decoder(z), [z]
+
+    def criticise(self, x: torch.Tensor, latents: list[torch.Tensor]) -> torch.Tensor:
+        """D's logits for pairs (x, latents); a D(x) ignores the latents."""
+        return self.discriminator(x, latents[0] if self.discriminator.d_z is not None else None)
+
+    # --- the inference API (eval mode, no gradients): what a trained ALI is for ---
     @torch.no_grad()
     def encode(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
         """x -> z ~ q(z|x) (or its mean with `sample=False`), shape (B, z_dim)."""
         if self.encoder is None:
-            raise RuntimeError("a GAN has no encoder: train variant='ali' to encode")
+            raise RuntimeError(f"a {self.name} model has no encoder: train method 'ali' (or "
+                               f"a baseline with one) to encode")
         return self.encoder(x.to(self._device), sample=sample)
 
     @torch.no_grad()
@@ -66,8 +79,3 @@ class ALI(nn.Module):
     @property
     def _device(self):
         return next(self.parameters()).device
-
-
-def build(preset: str | Preset = "toy", variant: str = "ali", init_std: float | None = None) -> ALI:
-    """An untrained model for a preset (see `ali_dist.models.tables.PRESETS`)."""
-    return ALI(preset, variant, init_std)

@@ -15,7 +15,7 @@ import math
 import torch
 
 from ..data import toy
-from .method import gan_with_encoder
+from .base import Batch, Method, Phase, Stage
 
 DECODER_STD_IMAGES = 0.1
 
@@ -24,7 +24,7 @@ def decoder_std(preset) -> float:
     return DECODER_STD_IMAGES if preset.is_image else toy.STD
 
 
-def negative_elbo(x, x_rec, mu, log_sigma, std: float) -> tuple[torch.Tensor, torch.Tensor]:
+def negative_elbo(x, x_rec, mu, log_sigma, std: float):
     """(reconstruction term, KL term), each summed over dimensions and averaged over the batch;
     the reconstruction term includes the Gaussian's normaliser, so the sum is the -ELBO in nats."""
     d = x[0].numel()
@@ -34,28 +34,24 @@ def negative_elbo(x, x_rec, mu, log_sigma, std: float) -> tuple[torch.Tensor, to
     return rec.mean(), kl.mean()
 
 
-class VAE:
+class VAE(Method):
     name = "vae"
 
-    def __init__(self, preset, init_std, lr: float, beta1: float, beta2: float,
-                 device: torch.device, steps: int, update: str = "simultaneous"):
-        self.model = gan_with_encoder(preset, init_std, self.name).to(device)
-        self.model.discriminator = None           # a VAE has none
-        self.std = decoder_std(self.model.preset)
-        self.total_steps = steps
-        self.opt = torch.optim.Adam(self.model.generator_params, lr=lr, betas=(beta1, beta2))
-        self.phases = [("vae", steps, [self.opt])]     # `update` has no meaning without a D
+    def __init__(self, model):
+        super().__init__(model)
+        self.std = decoder_std(model.preset)
 
-    def phase(self, step: int) -> str:
-        return "vae"
+    def groups(self):
+        return {"g": [self.model.encoder, self.model.decoder]}
 
-    def __call__(self, x: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def stages(self, total: int) -> list[Stage]:
+        return [Stage("train", total, (Phase("elbo", ("g",)),))]
+
+    def loss(self, phase: str, batch: Batch, ctx: dict):
         m = self.model
-        m.train()
-        mu, log_sigma = m.encoder.moments(x)
+        mu, log_sigma = m.encoder.moments(batch.x)
         z = mu + log_sigma.exp() * torch.randn_like(mu)
-        rec, kl = negative_elbo(x, m.decoder(z), mu, log_sigma, self.std)
-        self.opt.zero_grad(set_to_none=True)
-        (rec + kl).backward()
-        self.opt.step()
-        return {"loss": (rec + kl).detach(), "recon_nll": rec.detach(), "kl": kl.detach()}
+        rec, kl = negative_elbo(batch.x, m.decoder(z), mu, log_sigma, self.std)
+        return {"g": rec + kl}, {"loss": (rec + kl).detach(), "recon_nll": rec.detach(),
+                                 "kl": kl.detach()}
+
