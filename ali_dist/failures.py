@@ -13,6 +13,9 @@ policy it passes to the controller) is checked at import, and without it Ray's d
 """
 from __future__ import annotations
 
+import sys
+
+import ray.cloudpickle
 from ray.train.torch import TorchTrainer as _RayTorchTrainer
 from ray.train.v2._internal.execution.failure_handling import DefaultFailurePolicy, FailureDecision
 
@@ -47,3 +50,7 @@ class TorchTrainer(_RayTorchTrainer):
 
 if not hasattr(_RayTorchTrainer, "_initialize_and_run_controller"):  # another Ray: its default
     TorchTrainer = _RayTorchTrainer  # noqa: F811
+
+# The Train controller (a Ray actor) unpickles the policy, and may not see this package (a job
+# without our working directory or PYTHONPATH): what this module defines travels by value.
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
