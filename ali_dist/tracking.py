@@ -210,6 +210,19 @@ STALL_S = 10.0                 # a call unanswered this long counts as an outage
 RETRY_MAX_S = 10.0             # the longest wait between two tries
 
 
+def _reason(e: Exception) -> str:
+    """A transport error in a few words (MLflow's message embeds urllib3's whole chain)."""
+    text = str(e)
+    for words, short in (("Connection refused", "connection refused"),
+                         ("timed out", "timed out"), ("Timeout", "timed out"),
+                         ("Name or service not known", "unknown host"),
+                         ("RemoteDisconnected", "connection closed"),
+                         ("Connection reset", "connection reset")):
+        if words in text:
+            return short
+    return text.splitlines()[0][:160] if text else type(e).__name__
+
+
 class _Outbox:
     """One background thread making a run's MLflow calls in the order they were given."""
 
@@ -308,7 +321,7 @@ class _Outbox:
                         self._warn(f"warning: MLflow refused a {op[0]} for run "
                                    f"{self.ref.run_id}: {e}")
                         break
-                    self._outage(str(e).splitlines()[0][:200])
+                    self._outage(_reason(e))
                     if time.monotonic() + wait > self._give_up_at:
                         with self._cv:
                             self.dropped += 1
