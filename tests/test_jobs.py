@@ -95,7 +95,8 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
         # the dashboard answers before the head's job agent registers: "No available agent to
         # submit job" is Ray's word for "not yet", so submit again until it takes the job
         # (bounded: an agent that never comes is a failure, with the head's log to show why)
-        runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server}}
+        runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server,
+                                    "ALI_DIST_HOME": str(work / "home")}}  # its log file
         deadline = time.time() + 180
         for attempt in range(1, 1000):
             job_id = f"ali-job-{attempt}"

@@ -92,11 +92,11 @@ def test_tracking_server_outage_neither_stalls_training_nor_loses_a_metric(tmp_p
             result["error"] = e
 
     t = threading.Thread(target=drive)
+    t0 = time.time()
     try:
         t.start()
         client = MlflowClient(server.url)
         deadline = time.time() + 300
-        run_id = None
         while True:  # the first metrics have arrived: the run is under way
             assert time.time() < deadline and t.is_alive(), result
             exp = client.get_experiment_by_name("outage")
@@ -111,20 +111,14 @@ def test_tracking_server_outage_neither_stalls_training_nor_loses_a_metric(tmp_p
         server.start()
         back = time.time()
         t.join(900)
-    finally:
-        mp.undo()
-        server_log = server.log_tail()
-        if not t.is_alive():
-            server.stop()
-    assert not t.is_alive(), "training did not end"
-    assert "error" not in result, result.get("error")
-    summary = result["summary"]
-    client = MlflowClient(server.url)
-    try:
+        assert not t.is_alive(), "training did not end"
+        assert "error" not in result, result.get("error")
+        summary = result["summary"]
         run = client.get_run(run_id)
         hist = client.get_metric_history(run_id, "loss_d")
         gaps = client.get_metric_history(run_id, "step_gap_max_s")
     finally:
+        mp.undo()
         server.stop()
     assert summary["mlflow_run_id"] == run_id and run.info.status == "FINISHED"
     logged = [m.step for m in hist]
@@ -137,8 +131,8 @@ def test_tracking_server_outage_neither_stalls_training_nor_loses_a_metric(tmp_p
           f"{back - stopped - outage_s:.0f}s to restart); {len(hist)} steps logged, "
           f"{len(during)} of them measured while it was down; longest gap between two "
           f"training steps during the outage {stall:.2f}s (whole run {stall_all:.2f}s); "
-          f"run {summary['seconds']:.0f}s\n{text}")
+          f"training {summary['seconds']:.0f}s, test {time.time() - t0:.0f}s\n{text}")
     assert len(during) >= 3               # training went on while the server was away
     assert stall < 10 < outage_s          # and no step waited for it
     assert text.count("is unreachable") == 1, text
-    assert "answers again" in text, server_log
+    assert "answers again" in text
