@@ -214,7 +214,12 @@ def _run(cfg, console: Console, storage: str, previous: dict | None,
     with result.checkpoint.as_directory() as d:
         saved_cfg, model_state = checkpoint.read_model_dir(d)
     checkpoint.export_model(output, model_state, saved_cfg)
-    model_uri = tracking.log_model(ref, output, cfg.run.register)
+    try:
+        model_uri = tracking.log_model(ref, output, cfg.run.register)
+    except Exception as e:  # noqa: BLE001 - the trained model is safe on disk either way
+        model_uri = None
+        console.line(f"warning: the model could not be logged to MLflow ({e}); it is in "
+                     f"{output}")
     tracker = tracking.Tracker(ref, warn=console.line)
     tracker.metrics({"train_seconds": elapsed}, int(result.metrics.get("step", 0)))
     tracking.end_run(ref)
