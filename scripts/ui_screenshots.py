@@ -106,9 +106,12 @@ def browser():
     options = webdriver.ChromeOptions()
     for flag in CHROMIUM_FLAGS:
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='ali_chromium_')}")
+    profile = tempfile.mkdtemp(prefix="ali_chromium_")
+    options.add_argument(f"--user-data-dir={profile}")
     options.binary_location = binary
-    return webdriver.Chrome(options=options, service=Service(driver))
+    d = webdriver.Chrome(options=options, service=Service(driver))
+    d.profile_dir = profile   # removed by shoot() once the browser has quit
+    return d
 
 
 def _page_text(d) -> str:
@@ -174,6 +177,7 @@ def shoot(url: str, experiment_id: str, run_id: str, run_name: str, out: Path,
         d.save_screenshot(str(out / "artifact.png"))
     finally:
         d.quit()
+        shutil.rmtree(d.profile_dir, ignore_errors=True)
     return facts
 
 
