@@ -73,9 +73,24 @@ def export_model(directory: str | Path, model_state: dict, config: dict) -> Path
     return d
 
 
-def read_model_dir(directory: str | Path) -> tuple[dict, dict]:
-    """(config, model state dict) from an exported model or a training checkpoint."""
+def exported_dir(directory: str | Path) -> Path:
+    """Where config.json + weights.pt are: the directory itself, or inside an MLflow model
+    (a directory with an MLmodel file) the artifact its python_function flavour names."""
     d = Path(directory)
+    if (d / "MLmodel").is_file() and not (d / WEIGHTS).is_file():
+        import yaml
+        flavor = (yaml.safe_load((d / "MLmodel").read_text()) or {}).get(
+            "flavors", {}).get("python_function", {})
+        for artifact in (flavor.get("artifacts") or {}).values():
+            if (d / artifact["path"] / WEIGHTS).is_file():
+                return d / artifact["path"]
+    return d
+
+
+def read_model_dir(directory: str | Path) -> tuple[dict, dict]:
+    """(config, model state dict) from an exported model (also inside an MLflow model) or a
+    training checkpoint."""
+    d = exported_dir(directory)
     if (d / WEIGHTS).is_file() and (d / CONFIG).is_file():
         return (json.loads((d / CONFIG).read_text()),
                 torch.load(d / WEIGHTS, map_location="cpu", weights_only=True))

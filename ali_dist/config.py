@@ -126,6 +126,14 @@ class RunConfig:
     collapse_loss: float = _f(1e-4, "the discriminator counts as collapsed (it wins "
                               "outright and the generator gets no gradient) when its loss "
                               "falls below this; 0 disables the check")
+    verbose: bool = _f(False, "show Ray's own output on the console (worker and controller "
+                       "logs, tracebacks); by default it goes to the log file named in the "
+                       "start line and the console shows progress, evaluations and the summary")
+    register: str | None = _f(None, "register the trained model in the MLflow model registry "
+                              "under this name (each run adds a version)")
+    log_checkpoints: bool = _f(False, "also log every checkpoint to MLflow, as artifacts "
+                               "checkpoints/step_<step>/state.pt (they are in Ray storage "
+                               "either way)")
 
 
 @dataclass

@@ -123,7 +123,8 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
 
     global_batch = cfg.optim.batch_size * world
     meter, batches = Meter(), iter(loader)
-    t_start = t_last = time.perf_counter()
+    t_start = t_last = t_step = time.perf_counter()
+    step_gap = 0.0   # the longest time between two steps' ends in a log interval: a stall shows
     steps_at_last, steps_at_start = step, step
     deadline = t_start + 60 * cfg.run.time_limit if cfg.run.time_limit else math.inf
     o = cfg.optim
@@ -148,6 +149,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
         set_stage_and_lr()
         m = step_fn(Batch(x, y), stage, step)
         step += 1
+        step_gap, t_step = max(step_gap, time.perf_counter() - t_step), time.perf_counter()
         problem = _divergence(m, cfg.run.collapse_loss)
         if distributed.agree(problem is not None, device):
             problem = problem or "another rank diverged"
@@ -187,6 +189,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             metrics.update(meter.pop())
             metrics["samples_per_s"] = global_batch * (step - steps_at_last) / (now - t_last)
             t_last, steps_at_last = now, step
+            metrics["step_gap_max_s"], step_gap = step_gap, 0.0
             if rank == 0:
                 eta = (total - step) * (now - t_start) / max(1, step - steps_at_start)
                 say(f"step {step}/{total} | {_progress(metrics)} | "

@@ -31,15 +31,23 @@ def run_exists(storage: str, name: str) -> bool:
     return fs.get_file_info(_join(root, name)).type == pafs.FileType.Directory
 
 
-def latest_checkpoint(storage: str, name: str) -> str | None:
-    """The newest `checkpoint_<timestamp>` directory holding a complete state (URI or path)."""
+def checkpoints(storage: str, name: str) -> list[str]:
+    """Every `checkpoint_<timestamp>` directory of a run (URI or path), newest first."""
     fs, root = _fs(storage)
     infos = fs.get_file_info(pafs.FileSelector(_join(root, name), allow_not_found=True))
-    dirs = sorted(i.base_name for i in infos
-                  if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_"))
-    for d in reversed(dirs):  # Ray names them by time; skip one cut short by a crash
+    dirs = sorted((i.base_name for i in infos
+                   if i.type == pafs.FileType.Directory and i.base_name.startswith("checkpoint_")),
+                  reverse=True)   # Ray names them by time
+    return [_join(storage, name, d) for d in dirs]
+
+
+def latest_checkpoint(storage: str, name: str) -> str | None:
+    """The newest checkpoint directory holding a state file (URI or path)."""
+    fs, root = _fs(storage)
+    for path in checkpoints(storage, name):  # skip one cut short by a crash
+        d = path.rsplit("/", 1)[1]
         if fs.get_file_info(_join(root, name, d, "state.pt")).type == pafs.FileType.File:
-            return _join(storage, name, d)
+            return path
     return None
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated ALI_DIST_HOME/MLflow store per test, one real local Ray
-cluster per test session (starting Ray costs 10-20 s on 2 cores)."""
+cluster per test session (starting Ray costs 10-20 s on 2 cores), one real MLflow tracking
+server on 127.0.0.1 for the tests that log to a server (it takes about 30 s to answer)."""
 from __future__ import annotations
 
 import os
@@ -35,10 +36,26 @@ def ray_cluster():
     return start_local_ray()
 
 
+@pytest.fixture(scope="session")
+def mlflow_server():
+    """The URL of a real `mlflow server` on 127.0.0.1 (SQLite store, proxied artifacts)."""
+    import shutil
+    import tempfile
+
+    from ui_screenshots import TrackingServer
+    server = TrackingServer(Path(tempfile.mkdtemp(prefix="mlfs", dir="/tmp"))).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(server.work, ignore_errors=True)
+
+
 def pytest_sessionfinish(session, exitstatus):
     import sys as _sys
     if "ray" in _sys.modules and _sys.modules["ray"].is_initialized():
         _sys.modules["ray"].shutdown()
 
 
-sys.path.insert(0, str(REPO / "tests"))  # tests/helpers.py
+sys.path.insert(0, str(REPO / "tests"))    # tests/helpers.py
+sys.path.insert(0, str(REPO / "scripts"))  # scripts/ui_screenshots.py: the tracking server

@@ -61,23 +61,6 @@ def _stop(proc: subprocess.Popen) -> None:
             pass
 
 
-@pytest.fixture
-def mlflow_server():
-    work = Path(tempfile.mkdtemp(prefix="mlfs", dir="/tmp"))
-    port = _port()
-    log = work / "server.log"
-    proc = _start([str(BIN / "mlflow"), "server", "--backend-store-uri",
-                   f"sqlite:///{work / 'mlflow.db'}", "--artifacts-destination",
-                   str(work / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                   "--workers", "1"], dict(os.environ), log)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/health", 180, proc, log)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server):
     from mlflow.tracking import MlflowClient
     work = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))  # short: Ray's socket paths
@@ -112,7 +95,8 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
         # the dashboard answers before the head's job agent registers: "No available agent to
         # submit job" is Ray's word for "not yet", so submit again until it takes the job
         # (bounded: an agent that never comes is a failure, with the head's log to show why)
-        runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server}}
+        runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server,
+                                    "ALI_DIST_HOME": str(work / "home")}}  # its log file
         deadline = time.time() + 180
         for attempt in range(1, 1000):
             job_id = f"ali-job-{attempt}"
@@ -147,4 +131,6 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
     assert run.data.tags["world_size"] == "2"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")] == [50, 100]
     assert "modes_paper" in run.data.metrics
-    assert "model" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    models = client.search_logged_models([run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert [m.name for m in models] == ["model"]

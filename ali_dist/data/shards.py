@@ -30,7 +30,6 @@ import tarfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin
 
 from .format import (ATTR_EXT, CLASS_EXT, FORMAT_VERSION, IMAGE_EXTS, MANIFEST, SPLITS,
                      index_name)
@@ -38,10 +37,45 @@ from .format import (ATTR_EXT, CLASS_EXT, FORMAT_VERSION, IMAGE_EXTS, MANIFEST, 
 URL_RE = re.compile(r"^(pipe:|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
 GLOB_CHARS = re.compile(r"[*?\[]")
 TRAIN, VAL = "train", "val"
+# What a shard name from a manifest may hold, and a URL that becomes part of a shell command
+# (`pipe:aws s3 cp <url> -`): letters, digits and ._-+=,@% (and / between directories). A name
+# with anything a shell would interpret is refused, not quoted: it is not a shard's name.
+SAFE_NAME = re.compile(r"[A-Za-z0-9._+=,@%-]+(/[A-Za-z0-9._+=,@%-]+)*")
+SHELL_SCHEMES = ("s3://",)
+SAFE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[A-Za-z0-9._+=,@%:/-]+")
 
 
 class DataError(ValueError):
     """Bad input data. The message names the file (and sample key) and says what is wrong."""
+
+
+def check_name(name, where: str, what: str) -> str:
+    """A manifest's shard (or index) entry: a relative path of safe characters, inside the
+    dataset's directory."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) \
+            or ".." in name.split("/"):
+        bad = sorted(set(re.sub(r"[A-Za-z0-9._+=,@%/-]", "", name))) \
+            if isinstance(name, str) else [type(name).__name__]
+        why = (f"contains {''.join(bad)!r}" if bad else "is not a relative path inside the "
+               "dataset's directory")
+        raise DataError(f"{where}: {what} {name!r} {why}; shard names must be plain file "
+                        f"names (letters, digits and ._-+=,@%, / between directories), since "
+                        f"remote shards are opened through shell commands")
+    return name
+
+
+def check_url(url: str, where: str) -> str:
+    """A shard URL that becomes part of a shell command (see `_wds_url`): safe characters
+    only. Others pass: webdataset hands http(s) and gs URLs to curl and gsutil as arguments,
+    and a `pipe:` source is the user's own command, typed as such."""
+    if not url.startswith(SHELL_SCHEMES):
+        return url
+    if not SAFE_URL.fullmatch(url):
+        bad = sorted(set(re.sub(r"[A-Za-z0-9._+=,@%:/-]", "", url)))
+        raise DataError(f"{where}: shard URL {url!r} contains {''.join(bad)!r}; shard URLs "
+                        f"must hold only letters, digits and ._-+=,@%:/, since remote shards "
+                        f"are opened through shell commands")
+    return url
 
 
 def is_url(source: str) -> bool:
@@ -204,7 +238,7 @@ def resolve(source: str, split: str = TRAIN, count: bool = True) -> ShardSet:
     if is_url(source):
         if source.endswith(MANIFEST):
             return _from_manifest(source, _read_remote_manifest(source), split)
-        return _from_shards(source, expand(source), count)
+        return _from_shards(source, [check_url(u, source) for u in expand(source)], count)
     path = Path(source).expanduser()
     if path.name == MANIFEST or (path.is_dir() and (path / MANIFEST).is_file()):
         mpath = path if path.name == MANIFEST else path / MANIFEST
@@ -314,13 +348,20 @@ def _from_manifest(where: str, manifest: dict, split: str) -> ShardSet:
         raise DataError(f"{where}: the manifest has no split {split!r} (it has "
                         f"{', '.join(manifest['splits']) or 'none'})")
     remote = is_url(where)
+    # names are checked before any path, URL or command is made of them; a checked name is
+    # relative, so a remote one joins its manifest's directory by plain concatenation (which,
+    # unlike urljoin, also works for s3:// and gs://)
     base = where.rsplit("/", 1)[0] + "/" if remote else os.path.dirname(os.path.abspath(where))
-    join = (lambda name: urljoin(base, name)) if remote else (lambda name: os.path.join(base, name))
+    join = (lambda name: base + name) if remote else (lambda name: os.path.join(base, name))
     shards, counts, indexes, sizes = [], [], [], []
     for s in info["shards"]:
-        shards.append(join(s["name"]))
+        if not isinstance(s, dict) or "name" not in s:
+            raise DataError(f"{where}: split {split!r} lists a shard without a name: {s!r}")
+        name = check_name(s["name"], where, f"shard entry of split {split!r}")
+        shards.append(join(name))
         counts.append(int(s["count"]))
-        indexes.append(None if remote else join(s.get("index") or index_name(s["name"])))
+        index = check_name(s.get("index") or index_name(name), where, f"index of shard {name!r}")
+        indexes.append(None if remote else join(index))
         sizes.append(s.get("bytes"))
     if sum(counts) != int(info.get("count", sum(counts))):
         raise DataError(f"{where}: split {split!r} says {info['count']} samples but its shards "
@@ -443,7 +484,7 @@ def _wds_url(url: str) -> str:
     """webdataset opens http(s) with curl and `pipe:` with a shell; it has no s3 handler, so
     s3:// goes through the AWS CLI (fsspec users: `pipe:` any command you like)."""
     if url.startswith("s3://"):
-        return f"pipe:aws s3 cp {url} -"
+        return f"pipe:aws s3 cp {check_url(url, url)} -"
     return url
 
 
