@@ -11,9 +11,11 @@ Updates:
   alternating   a D phase, then an E/G phase; E/G run forward once per step (the D phase
                 keeps their outputs and trains D on detached copies), `d_steps` D phases
                 first when asked
-R1 (ours, off in the paper presets): gamma/2 * |grad D|^2 at the encoder pairs, added to
+R1 (ours, off in the paper presets): gamma/2 * |grad_x D|^2 at the encoder pairs, added to
 D's loss every `r1_every` steps (times r1_every), taken in the same D pass so D's batch norm
-sees the same mixed batch of encoder and decoder pairs as without it.
+sees the same mixed batch of encoder and decoder pairs as without it. Only the gradient with
+respect to x is penalised: D must stay free to be sharp in z, where it checks that x and z
+belong together (what teaches the encoder).
 """
 from __future__ import annotations
 
@@ -86,14 +88,13 @@ class Adversarial(Method):
                 [v.detach() for v in lat_q]
         if penalty:
             x = x.detach().requires_grad_(True)
-            lat_q = [v if v.requires_grad else v.requires_grad_(True) for v in lat_q]
         latents = [torch.cat([q, p]) for q, p in zip(lat_q, lat_p)] if lat_q else lat_p
         logits = self.criticise(torch.cat([x, x_fake]), latents)
         real, fake = logits.float().chunk(2)
         if not penalty:
             return real, fake, None
-        grads = torch.autograd.grad(real.sum(), [x] + lat_q, create_graph=True)
-        return real, fake, sum(g.float().flatten(1).pow(2).sum(1) for g in grads).mean()
+        (grad,) = torch.autograd.grad(real.sum(), [x], create_graph=True)
+        return real, fake, grad.float().flatten(1).pow(2).sum(1).mean()
 
     def criticise(self, x, latents):
         """The discriminator this method's game is played against (the model's own)."""
