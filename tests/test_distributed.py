@@ -116,7 +116,7 @@ def test_resume_continues_the_newest_checkpoint_in_the_same_mlflow_run(ali_home,
     assert steps == list(range(50, 401, 50))      # continuous, nothing repeated
     state = torch.load(os.path.join(second["checkpoint"], "state.pt"), weights_only=True)
     assert state["step"] == 400
-    adam_steps = {int(s["step"]) for s in state["opt_g"]["state"].values()}
+    adam_steps = {int(s["step"]) for s in state["optimizers"]["g"]["state"].values()}
     assert adam_steps == {400}                    # the optimiser state came along
     assert client.get_run(second["mlflow_run_id"]).info.status == "FINISHED"
 

@@ -54,7 +54,8 @@ def test_checkpoints_are_kept_in_ray_storage(toy_run):
     assert 1 <= len(ckpts) <= 3                                  # keep_checkpoints default 3
     state = torch.load(ckpts[-1] / "state.pt", weights_only=True)
     assert state["step"] == 300 and len(state["rng"]) == 2       # every rank's RNG
-    assert set(state) >= {"model", "opt_d", "opt_g", "scaler", "loader", "config"}
+    assert set(state) >= {"method", "model", "optimizers", "scaler", "loader", "config"}
+    assert set(state["optimizers"]) == {"d", "g"}
     assert json.loads((out / "ray" / "toy2" / storage.RUN_META).read_text())[
         "mlflow_run_id"] == summary["mlflow_run_id"]
 
