@@ -141,3 +141,5 @@ def test_shards_from_webdatasets_own_writer_train(tmp_path):
     reports = []
     loop.run(config_lib.resolve(cfg), torch.device("cpu"), lambda m, s: reports.append(m))
     assert reports[-1]["step"] == 6 and reports[-1]["loss_d"] > 0
+    # A train-only dataset has nothing to measure the probe on: skipped, never on train images.
+    assert "probe_error" not in reports[-1]

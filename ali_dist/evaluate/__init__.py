@@ -16,6 +16,11 @@ def _has_classes(loader) -> bool:
 
 def _probe(model, loader, cfg) -> dict:
     from .probe import probe_model
+    if loader.split("test") is None and loader.split("val") is None:
+        # Measuring on training images would flatter the features: say so and skip.
+        print(f"[ali_dist] L2-SVM probe skipped: {loader.train.source} has no 'val' or 'test' "
+              f"split to measure on (--probe-labels 0 silences this)", flush=True)
+        return {}
     return probe_model(model, loader, cfg.probe_labels, cfg.probe_draws)
 
 
