@@ -9,10 +9,13 @@ from . import checkpoint
 from .methods import build_model
 
 
-def build(preset: str = "toy", method: str = "ali", init_std: float | None = None):
+def build(preset: str = "toy", method: str = "ali", init_std: float | None = None,
+          conditional: bool = False, y_dim: int | None = None):
     """An untrained model: the networks `method` trains for `preset` (see
-    `ali_dist.models.tables.PRESETS` and `ali_dist.methods.METHODS`)."""
-    return build_model(method, preset, init_std)
+    `ali_dist.models.tables.PRESETS` and `ali_dist.methods.METHODS`): an `ALI`, or a `HALI`
+    for the hierarchical hali-* presets. `conditional=True`: conditional ALI/HALI (paper
+    eq. 7), reading y of `y_dim` classes or attributes (default: the preset's)."""
+    return build_model(method, preset, init_std, conditional, y_dim)
 
 
 def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
@@ -20,7 +23,8 @@ def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
     - a training run's `--output` directory (config.json + weights.pt),
     - a Ray training checkpoint directory (state.pt), or
     - an MLflow URI such as `runs:/<run_id>/model` (downloaded first).
-    Then: `encode(x, sample=True)`, `decode(z)`, `reconstruct(x)`, `sample(n)`."""
+    Then: `encode(x, sample=True)`, `decode(z)`, `reconstruct(x)`, `sample(n)` (HALI: with
+    `level=1|2`; a conditional model: with y)."""
     src = str(path_or_uri)
     if "://" in src or src.startswith("runs:/") or src.startswith("models:/"):
         from . import tracking
@@ -32,7 +36,8 @@ def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
     cfg, state = checkpoint.read_model_dir(directory)
     m = cfg["model"]
     method = m.get("method", m.get("variant"))       # configs saved before --method
-    model = build(m["preset"], method, m.get("init_std"))
+    model = build(m["preset"], method, m.get("init_std"), bool(m.get("conditional")),
+                  m.get("y_dim"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

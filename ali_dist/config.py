@@ -26,7 +26,8 @@ def _f(default, help: str, choices=None, flag: str | None = None):
 
 @dataclass
 class ModelConfig:
-    preset: str = _f("digits", "architecture and hyper-parameters of one paper table",
+    preset: str = _f("digits", "architecture and hyper-parameters of one paper table; the "
+                     "hali-* presets are hierarchical ALI (x -> z1 -> z2, README \"HALI\")",
                      choices=tuple(PRESETS))
     method: str = _f("ali", "training method: ali (encoder + decoder + D(x, z), the paper's "
                      "game); gan (decoder + D(x)); the paper's Figure 8 baselines gan_inverse "
@@ -34,6 +35,13 @@ class ModelConfig:
                      "GAN, then an encoder by the ALI game) and vae", choices=METHOD_NAMES)
     init_std: float | None = _f(None, "std of the N(0, std) weight init (default: the preset's, "
                                 "0.01 as in the paper)")
+    conditional: bool = _f(False, "conditional ALI/HALI (paper eq. 7): the data's labels or "
+                           "attributes (y) are embedded linearly into the encoder, the decoder "
+                           "and the discriminator; sample and reconstruct then take y. Needs a "
+                           "preset whose data has them (methods ali and gan)")
+    y_dim: int | None = _f(None, "with --conditional: the number of classes (or attributes) "
+                           "of the data (default: the preset's, e.g. 10 for digits, 40 "
+                           "attributes for CelebA)")
 
 
 @dataclass
@@ -192,6 +200,13 @@ def resolve(cfg: Config) -> Config:
     if cfg.model.method not in METHOD_NAMES:
         raise ValueError(f"unknown method {cfg.model.method!r}; choose one of "
                          f"{', '.join(METHOD_NAMES)}")
+    from .methods import check_model           # imported here: methods import the models
+    from .models.base import condition_dim
+    check_model(cfg.model.method, p, cfg.model.conditional)
+    if cfg.model.y_dim is not None and not cfg.model.conditional:
+        raise ValueError("--y-dim is for conditional models: add --conditional")
+    if cfg.model.conditional:
+        cfg.model.y_dim = condition_dim(p, True, cfg.model.y_dim)
     d = cfg.data
     d.data = d.data or p.default_data or None
     for name, value in (("image_size", p.image_size), ("channels", p.channels)):

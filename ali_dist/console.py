@@ -35,7 +35,10 @@ LOOP_PROGRESS = re.compile(r"^step \d+/\d+ \|")
 # Evaluation results in a report, how to show them, in order.
 EVAL_FORMATS = (("modes_paper", "modes {:.0f}/25 (paper)"), ("modes_strict", "{:.0f}/25 (strict)"),
                 ("high_quality", lambda v: f"high quality {100 * v:.1f}%"),
-                ("reverse_kl", "reverse KL {:.3f}"), ("recon_mse", "reconstruction MSE {:.4f}"),
+                ("reverse_kl", "reverse KL {:.3f}"),
+                ("recon_mse_z1", "reconstruction MSE from z1 {:.4f}"),     # HALI's two levels
+                ("recon_mse_z2", "from z2 {:.4f}"),
+                ("recon_mse", "reconstruction MSE {:.4f}"),
                 ("recon_mse_random_pair", "vs random pair {:.4f}"), ("recon_ratio", "ratio {:.2f}"))
 
 
@@ -106,6 +109,8 @@ class Console:
             self._progress(m)
         shown = []
         for key, fmt in EVAL_FORMATS:
+            if key == "recon_mse" and "recon_mse_z2" in m:    # HALI's: shown as z2's
+                continue
             if key in m:
                 shown.append(fmt(m[key]) if callable(fmt) else fmt.format(m[key]))
         total = self._total(m) if "step" in m else None

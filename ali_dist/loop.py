@@ -86,6 +86,8 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     opt = make_optimizers(method, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2)
     step_fn = TrainStep(method, opt, device, cfg.optim.precision)
     loader = make_loader(cfg, rank, world, device)
+    if model.conditional:
+        check_condition(model, loader)
     budget = total_steps(cfg, loader.batches_per_epoch)
     total = method.total_steps(budget)
 
@@ -197,7 +199,8 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
         if eval_now:
             distributed.sync_buffers_(model)
             metrics.update(evaluate(model, loader, tracker, step, is_rank0=rank == 0,
-                                    final=last, probe=cfg.eval if last else None))
+                                    final=last, probe=cfg.eval if last else None,
+                                    init_std=cfg.model.init_std))
             if "probe_error" in metrics:
                 say(probe.describe(metrics))
         saved = None
@@ -214,6 +217,25 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                     f"{step}")
             break
     return model
+
+
+def check_condition(model, loader) -> None:
+    """A conditional model needs the y its preset names (classes or attributes), and no more
+    classes or attributes than it was built for: a clear error before training starts."""
+    from .data.format import ATTR_EXT, CLASS_EXT
+    kind, dim = model.preset.condition, model.y_dim
+    train = getattr(loader, "train", None)
+    label = getattr(train, "label", None)
+    want = {"class": CLASS_EXT, "attributes": ATTR_EXT}[kind]
+    if label != want:
+        has = {CLASS_EXT: "class labels", ATTR_EXT: "binary attributes"}.get(label, "no labels")
+        raise ValueError(f"--conditional on preset {model.preset.name!r} conditions on "
+                         f"{'class labels' if kind == 'class' else 'binary attributes'} (.{want});"
+                         f" the data {getattr(train, 'source', '')} has {has}")
+    n = len(train.classes) if kind == "class" and train.classes else train.n_attributes
+    if n and n > dim or (kind == "attributes" and n and n != dim):
+        raise ValueError(f"the data has {n} {'classes' if kind == 'class' else 'attributes'}; "
+                         f"the model was built for {dim}: pass --y-dim {n}")
 
 
 MEAN_IMAGES = 500   # the authors' decoder output bias: log-odds of the mean of 500 images

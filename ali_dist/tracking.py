@@ -392,19 +392,30 @@ def log_model(ref: RunRef, model_dir: str | Path, register: str | None = None) -
 def _signature(model):
     """What `pyfunc.py`'s predict takes and returns, and a small input example: float32 images
     (N, C, H, W) in [0, 1] (vectors (N, D) for the toy) -> their mean codes z and the decoded
-    reconstructions; for a model without an encoder, codes z -> decoded x."""
+    reconstructions; for a model without an encoder, codes z -> decoded x. HALI: z is z2 (the
+    top latent). A conditional model takes named inputs {"x" (or "z"), "y"}: y float32
+    (N, classes) one-hot or (N, attributes) 0/1."""
     import numpy as np
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
     p, f32 = model.preset, np.dtype("float32")
     x = (-1, p.channels, p.image_size, p.image_size) if p.is_image else (-1, p.data_dim)
     z = (-1, model.z_dim)
+    y = (-1, model.y_dim)
     if getattr(model, "encoder", None) is None:
-        return (ModelSignature(Schema([TensorSpec(f32, z)]), Schema([TensorSpec(f32, x, "x")])),
-                np.zeros((2, *z[1:]), f32))
-    return (ModelSignature(Schema([TensorSpec(f32, x)]),
-                           Schema([TensorSpec(f32, z, "z"), TensorSpec(f32, x, "reconstruction")])),
-            np.full((2, *x[1:]), 0.5, f32))
+        inputs, outputs, example = z, [TensorSpec(f32, x, "x")], np.zeros((2, *z[1:]), f32)
+        name = "z"
+    else:
+        inputs, name = x, "x"
+        outputs = [TensorSpec(f32, z, "z"), TensorSpec(f32, x, "reconstruction")]
+        example = np.full((2, *x[1:]), 0.5, f32)
+    if not model.conditional:
+        return ModelSignature(Schema([TensorSpec(f32, inputs)]), Schema(outputs)), example
+    y_example = np.zeros((2, model.y_dim), f32)
+    y_example[:, 0] = 1
+    return (ModelSignature(Schema([TensorSpec(f32, inputs, name), TensorSpec(f32, y, "y")]),
+                           Schema(outputs)),
+            {name: example, "y": y_example})
 
 
 def _requirements() -> list[str]:

@@ -242,7 +242,10 @@ def _print_summary(cfg, s: dict, console: Console, ref: tracking.RunRef) -> None
                      f"responsibility), {m['modes_strict']}/25 (strict: 2,500 samples within 3 "
                      f"sigma); high quality {100 * m['high_quality']:.1f}%, reverse KL "
                      f"{m['reverse_kl']:.3f}")
-    if "recon_ratio" in m:
+    if "recon_mse_z1" in m:
+        console.line(f"reconstruction MSE from z1 {m['recon_mse_z1']:.4f}, from z2 "
+                     f"{m['recon_mse_z2']:.4f}, vs random pair {m['recon_mse_random_pair']:.4f}")
+    elif "recon_ratio" in m:
         console.line(f"reconstruction MSE {m['recon_mse']:.4f} vs random pair "
                      f"{m['recon_mse_random_pair']:.4f} (ratio {m['recon_ratio']:.2f})")
     registered = f", registered as {cfg.run.register!r}" if cfg.run.register else ""

@@ -75,3 +75,81 @@ def toy_figure(model, held_out: torch.Tensor, title: str = ""):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def side_by_side(*grids: np.ndarray, gap: int = 4) -> np.ndarray:
+    """HxWx3 grids of equal height in one image, `gap` white columns between them."""
+    h = grids[0].shape[0]
+    sep = np.full((h, gap, 3), 255, np.uint8)
+    parts = [grids[0]]
+    for g in grids[1:]:
+        parts += [sep, g]
+    return np.concatenate(parts, axis=1)
+
+
+def hierarchical_reconstruction_grid(x: torch.Tensor, rec_z1: torch.Tensor,
+                                     rec_z2: torch.Tensor, columns: int = 10) -> np.ndarray:
+    """HALI's reconstructions as the slides show them: from z1 (left) and from z2 (right),
+    each in the paper's layout (odd columns inputs, even columns reconstructions)."""
+    return side_by_side(reconstruction_grid(x, rec_z1, columns),
+                        reconstruction_grid(x, rec_z2, columns))
+
+
+@torch.no_grad()
+def class_conditional_grid(model, generator: torch.Generator, columns: int = 10,
+                           rows: int = 10) -> np.ndarray:
+    """A row per class (the first `rows` classes), a column per z shared by every row: what
+    changes down a column is the class alone."""
+    k = min(rows, model.y_dim)
+    z = model.prior(columns, generator=generator)
+    y = torch.arange(k).repeat_interleave(columns)
+    return to_uint8_grid(model.decode(z.repeat(k, 1), y), columns)
+
+
+# CelebA's 40 attributes in list_attr_celeba.txt's order (the shards keep it; a manifest names
+# them): the fallback when the data does not.
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
+    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
+    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
+    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes",
+    "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks",
+    "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
+    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young")
+
+# The paper's Figure 7: rows hold sex and age fixed (all "attractive"); the columns (a)-(l)
+# add, from the row's attributes alone, the sequence printed in its caption.
+FIGURE7_ROWS = (("Male", "Attractive", "Young"), ("Male", "Attractive"),
+                ("Attractive", "Young"), ("Attractive",))
+FIGURE7_COLUMNS = (
+    (), ("Black_Hair",), ("Brown_Hair",), ("Blond_Hair",), ("Black_Hair", "Wavy_Hair"),
+    ("Blond_Hair", "Bangs"), ("Blond_Hair", "Receding_Hairline"), ("Blond_Hair", "Bald"),
+    ("Black_Hair", "Smiling"), ("Black_Hair", "Smiling", "Mouth_Slightly_Open"),
+    ("Black_Hair", "Smiling", "Mouth_Slightly_Open", "Eyeglasses"),
+    ("Black_Hair", "Smiling", "Mouth_Slightly_Open", "Eyeglasses", "Wearing_Hat"))
+
+
+def figure7_attributes(names) -> torch.Tensor:
+    """(rows x columns, n_attributes) 0/1 vectors of Figure 7's sequence, rows first; every
+    attribute neither the row nor the column names is 0. `names`: the data's attribute
+    names, in its order."""
+    index = {n: i for i, n in enumerate(names)}
+    missing = {a for r in FIGURE7_ROWS for a in r} | {a for c in FIGURE7_COLUMNS for a in c}
+    missing -= set(index)
+    if missing:
+        raise ValueError(f"the data's attributes lack {', '.join(sorted(missing))} (Figure 7 "
+                         f"needs CelebA's)")
+    y = torch.zeros(len(FIGURE7_ROWS) * len(FIGURE7_COLUMNS), len(names))
+    for r, row in enumerate(FIGURE7_ROWS):
+        for c, col in enumerate(FIGURE7_COLUMNS):
+            for a in row + col:
+                y[r * len(FIGURE7_COLUMNS) + c, index[a]] = 1
+    return y
+
+
+@torch.no_grad()
+def attribute_sequence_grid(model, names, generator: torch.Generator) -> np.ndarray:
+    """The paper's Figure 7: one fixed z decoded under every row's and column's attributes."""
+    y = figure7_attributes(names)
+    z = model.prior(1, generator=generator).repeat(len(y), 1)
+    return to_uint8_grid(model.decode(z, y), len(FIGURE7_COLUMNS))

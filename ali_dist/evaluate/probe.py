@@ -9,6 +9,12 @@ every layer to a 4 x 4 grid; that pooling changes nothing here (those three laye
 4 x 4 or 1 x 1), and no reading of Table 4 gives 8,960 (it would take two 4,096-wide layers:
 8,960 = 2 x 4,096 + 512 + 256). We follow the code: `feature_dims` gives the number per preset.
 
+HALI (README, "HALI"): features per level, by the same rule applied to the level's own
+conditional. Level 1: q(z1 | x)'s last three hidden layers and mu1. Level 2: q(z2 | z1)'s last
+three hidden layers and mu2, on mu1 (the means all the way up, as the probe reads means) -- for
+hali-digits the same 1,312 dimensions as ALI's digits features. `probe_*` metrics are level
+2's (the top latent, as ALI's z), `probe_z1_*` level 1's.
+
 Protocol: N labelled examples drawn class-balanced from a pool of training images; C chosen
 on a validation split from a log grid (mean error of a few draws); then the test error over
 `draws` fresh label draws, reported as mean +- std (the paper: 1,000 labels, 100 draws).
@@ -59,11 +65,32 @@ def encoder_features(encoder: torch.nn.Module, x: torch.Tensor,
     return torch.cat(out)
 
 
-def feature_dims(model) -> int:
-    """How many features `encoder_features` gives for a model's encoder (one image's worth)."""
+@torch.no_grad()
+def model_features(model, x: torch.Tensor, level: int | None = None,
+                   batch_size: int = 500) -> torch.Tensor:
+    """The probe's features of a model: its encoder's (ALI), or those of HALI's `level`
+    (default 2): q(z1 | x)'s at level 1, q(z2 | z1)'s on mu1 at level 2."""
+    if not model.is_hierarchical:
+        return encoder_features(model.encoder, x, batch_size)
+    enc = model.encoder
+    if (level or 2) == 1:
+        return encoder_features(enc.q_z1, x, batch_size)
+    was_training = enc.training
+    enc.eval()
+    device = next(enc.parameters()).device
+    try:
+        mu1 = torch.cat([enc.q_z1(x[i:i + batch_size].to(device), sample=False)
+                         for i in range(0, len(x), batch_size)])
+    finally:
+        enc.train(was_training)
+    return encoder_features(enc.q_z2, mu1, batch_size)
+
+
+def feature_dims(model, level: int | None = None) -> int:
+    """How many features `model_features` gives (one image's worth)."""
     p = model.preset
     x = torch.zeros(2, p.channels, p.image_size, p.image_size)
-    return encoder_features(model.encoder, x).shape[1]
+    return model_features(model, x, level).shape[1]
 
 
 def balanced_draw(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -125,11 +152,40 @@ def svm_probe(pool: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.nda
                        xp.shape[1])
 
 
-def probe_model(model, loader, n_labels: int, draws: int = 100, seed: int = 0) -> dict:
+@torch.no_grad()
+def untrained_encoder(model, init_std: float | None = None, seed: int = 0,
+                      images: torch.Tensor | None = None, batch_size: int = 500):
+    """A model of the same preset, initialised and never trained: the features the trained
+    encoder's must beat by more than the architecture alone does. Its batch-norm statistics
+    are measured on `images` (the labelled pool): at their initial values (mean 0, variance
+    1) every layer of N(0, 0.01) weights shrinks its input, and after a few layers the
+    features are constants to the probe."""
+    from ..models import ALI, HALI
+    with torch.random.fork_rng(devices=[]):      # the caller's random stream stays as it was
+        torch.manual_seed(seed)
+        fresh = HALI(model.preset, init_std=init_std) if model.is_hierarchical else \
+            ALI(model.preset, discriminator=None, init_std=init_std)
+        fresh = fresh.to(next(model.parameters()).device)
+        if images is not None:
+            norms = [m for m in fresh.encoder.modules()
+                     if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+            for bn in norms:
+                bn.reset_running_stats()
+                bn.momentum = None                   # a cumulative average over the batches
+            fresh.encoder.train()
+            for i in range(0, len(images), batch_size):
+                fresh.encoder(images[i:i + batch_size].to(fresh._device), sample=False)
+    return fresh.eval()
+
+
+def probe_model(model, loader, n_labels: int, draws: int = 100, seed: int = 0,
+                init_std: float | None = None) -> dict:
     """The protocol for a model and its run's data: labels drawn from the training split, C
     chosen on the `val` split (or on the pool's last fifth when `val` is the test split), the
     error on the `test` split (else `val`). Returns metrics for the encoder's features
-    (`probe_*`) and for raw pixels (`probe_pixels_*`), the baseline they must beat."""
+    (`probe_*`; HALI: level 2's, and level 1's as `probe_z1_*`), for raw pixels
+    (`probe_pixels_*`) and for an untrained encoder of the same architecture
+    (`probe_untrained_*`, drawn with `init_std`): the baselines they must beat."""
     test_name = "test" if loader.split("test") is not None else "val"
     xp, yp = loader.labelled("train", POOL_MAX)
     xt, yt = loader.labelled(test_name, TEST_MAX)
@@ -141,9 +197,14 @@ def probe_model(model, loader, n_labels: int, draws: int = 100, seed: int = 0) -
     else:                               # carve the validation split out of the pool
         cut = len(xp) * 4 // 5
         xp_, yp_, xv, yv = xp[:cut], yp[:cut], xp[cut:], yp[cut:]
+    untrained = untrained_encoder(model, init_std, seed, images=xp_)
+    sets = [("probe", lambda x: model_features(model, x))]
+    if model.is_hierarchical:
+        sets.append(("probe_z1", lambda x: model_features(model, x, level=1)))
+    sets += [("probe_pixels", lambda x: x.flatten(1).float().cpu()),
+             ("probe_untrained", lambda x: model_features(untrained, x))]
     out = {}
-    for prefix, feats in (("probe", lambda x: encoder_features(model.encoder, x)),
-                          ("probe_pixels", lambda x: x.flatten(1).float().cpu())):
+    for prefix, feats in sets:
         r = svm_probe((feats(xp_).numpy(), yp_.numpy()), (feats(xv).numpy(), yv.numpy()),
                       (feats(xt).numpy(), yt.numpy()), n_labels, draws, seed)
         out.update(r.as_metrics(prefix))
@@ -153,7 +214,11 @@ def probe_model(model, loader, n_labels: int, draws: int = 100, seed: int = 0) -
 
 def describe(m: dict) -> str:
     """One console line for `probe_model`'s metrics."""
-    return (f"L2-SVM probe, {int(m['probe_labels'])} labels: encoder features "
-            f"{100 * m['probe_error']:.1f} ± {100 * m['probe_error_std']:.1f} % test error "
-            f"({int(m['probe_dims'])} dims), raw pixels {100 * m['probe_pixels_error']:.1f} ± "
-            f"{100 * m['probe_pixels_error_std']:.1f} %")
+    pct = lambda p: f"{100 * m[p + '_error']:.1f} ± {100 * m[p + '_error_std']:.1f} %"
+    z1 = f", z1 features {pct('probe_z1')} ({int(m['probe_z1_dims'])} dims)" \
+        if "probe_z1_error" in m else ""
+    what = "z2 features" if z1 else "encoder features"
+    untrained = f", an untrained encoder {pct('probe_untrained')}" \
+        if "probe_untrained_error" in m else ""
+    return (f"L2-SVM probe, {int(m['probe_labels'])} labels: {what} {pct('probe')} test error "
+            f"({int(m['probe_dims'])} dims){z1}, raw pixels {pct('probe_pixels')}{untrained}")

@@ -1,6 +1,8 @@
 """Training methods: one file each, all driven by the one step and loop (see `base.py`).
 
     ali          the paper's game: encoder, decoder, joint D(x, z)          (adversarial.py)
+                 (on a HALI preset the same game on (x, z1, z2); conditional models play it
+                 with the batch's y, paper eq. 7)
     gan          the same game without encoder, D(x)                          (adversarial.py)
     gan_inverse  a GAN, then an encoder fitted to invert its frozen decoder   (inverse.py)
     gan_posthoc  a GAN, then encoder + fresh joint D by the ALI game          (posthoc.py)
@@ -31,19 +33,42 @@ def check(name: str) -> None:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
 
 
-def build_model(method: str, preset, init_std: float | None = None):
-    """The model a method trains, untrained (also what `ali_dist.load` fills with weights)."""
-    from ..models import ALI
+CONDITIONAL_METHODS = ("ali", "gan")     # the game reads y; the baselines do not
+
+
+def check_model(method: str, preset, conditional: bool = False) -> None:
+    """Can `method` train `preset` (a name or a Preset), conditional or not? A clear error if
+    not; the config checks it early, `build_model` again."""
+    from ..models import get_preset
     check(method)
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    if p.is_hierarchical and method != "ali":
+        raise ValueError(f"preset {p.name!r} is hierarchical (HALI): it trains with method "
+                         f"'ali' (the game on (x, z1, z2)); {method!r} has no HALI form")
+    if conditional and method not in CONDITIONAL_METHODS:
+        raise ValueError(f"--conditional trains methods {', '.join(CONDITIONAL_METHODS)}; "
+                         f"{method!r} does not read y")
+
+
+def build_model(method: str, preset, init_std: float | None = None, conditional: bool = False,
+                y_dim: int | None = None):
+    """The model a method trains, untrained (also what `ali_dist.load` fills with weights):
+    HALI for a hierarchical preset, else ALI with the method's parts. `conditional`: every
+    network reads y, of `y_dim` classes or attributes (default: the preset's)."""
+    from ..models import ALI, HALI, get_preset
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    check_model(method, p, conditional)
+    if p.is_hierarchical:
+        return HALI(p, init_std=init_std, conditional=conditional, y_dim=y_dim)
     encoder, discriminator = MODEL_PARTS[method]
-    return ALI(preset, encoder=encoder, discriminator=discriminator, init_std=init_std,
-               name=method)
+    return ALI(p, encoder=encoder, discriminator=discriminator, init_std=init_std,
+               name=method, conditional=conditional, y_dim=y_dim)
 
 
 def build(cfg) -> Method:
     """The method a resolved config asks for, with its model."""
     m, o = cfg.model, cfg.optim
-    model = build_model(m.method, m.preset, m.init_std)
+    model = build_model(m.method, m.preset, m.init_std, m.conditional, m.y_dim)
     cls = METHODS[m.method]
     if cls is VAE:
         return VAE(model)
@@ -54,5 +79,5 @@ def build(cfg) -> Method:
     return cls(model, **game)
 
 
-__all__ = ["METHODS", "BASELINES", "Batch", "Method", "Phase", "Stage", "build", "build_model",
-           "check"]
+__all__ = ["METHODS", "BASELINES", "CONDITIONAL_METHODS", "Batch", "Method", "Phase", "Stage",
+           "build", "build_model", "check", "check_model"]

@@ -3,7 +3,9 @@
 D tells encoder pairs (x, E(x)) from decoder pairs (G(z), z); the encoder and decoder ("g")
 play against it with the non-saturating loss. The model's `inference`/`generation`/
 `criticise` calls define the pairs, so HALI's (x, z1, z2) game is this same code. A GAN is
-the game with no encoder and a D(x).
+the game with no encoder and a D(x). A conditional model (paper eq. 7) plays it with the
+batch's y on both sides: encoder pairs (x, E(x, y), y) against decoder pairs (G(z, y), z, y),
+y drawn from the data (as the authors' conditional code does).
 
 Updates:
   simultaneous  (the original code) one phase: both losses from one forward pass, D's
@@ -53,52 +55,55 @@ class Adversarial(Method):
     def loss(self, phase: str, batch: Batch, ctx: dict):
         penalty = self.r1 > 0 and phase in ("joint", "d") and ctx["step"] % self.r1_every == 0 \
             and not ctx.get("penalised")
+        y = batch.y if self.model.conditional else None
         if phase == "joint":
-            real, fake, r1 = self.logits(batch.x, ctx, detach=False, penalty=penalty)
+            real, fake, r1 = self.logits(batch.x, ctx, detach=False, penalty=penalty, y=y)
             return ({"d": self._d_loss(real, fake, r1), "g": losses.generator_loss(real, fake)},
                     self._metrics(real, fake, r1))
         if phase == "d":
-            real, fake, r1 = self.logits(batch.x, ctx, detach=True, penalty=penalty)
+            real, fake, r1 = self.logits(batch.x, ctx, detach=True, penalty=penalty, y=y)
             ctx["penalised"] = ctx.get("penalised") or penalty
             return {"d": self._d_loss(real, fake, r1)}, self._metrics(real, fake, r1)
         if phase == "g":
-            real, fake, _ = self.logits(batch.x, ctx, detach=False, penalty=False)
+            real, fake, _ = self.logits(batch.x, ctx, detach=False, penalty=False, y=y)
             loss_g = losses.generator_loss(real, fake)
             return {"g": loss_g}, {"loss_g": loss_g.detach()}
         raise ValueError(f"{self.name} has no phase {phase!r}")
 
-    def generated(self, x: torch.Tensor, ctx: dict):
+    def generated(self, x: torch.Tensor, ctx: dict, y=None):
         """This step's encoder and decoder sides, computed once and shared by its phases:
         (x_fake, decoder latents, encoder latents)."""
         if "sides" not in ctx:
             m = self.model
             z = m.prior(x.shape[0], device=x.device)
-            x_fake, lat_p = m.generation(z)
-            lat_q = m.inference(x) if m.encoder is not None else []
+            x_fake, lat_p = m.generation(z, y)
+            lat_q = m.inference(x, y) if m.encoder is not None else []
             ctx["sides"] = (x_fake.to(x.dtype), [v.to(z.dtype) for v in lat_p],
                             [v.to(z.dtype) for v in lat_q])
         return ctx["sides"]
 
-    def logits(self, x, ctx: dict, detach: bool, penalty: bool):
+    def logits(self, x, ctx: dict, detach: bool, penalty: bool, y=None):
         """D on the encoder pairs and the decoder pairs in one pass (D's batch norm sees both
-        halves, as in the original code): (real logits, fake logits, R1 term or None)."""
-        x_fake, lat_p, lat_q = self.generated(x, ctx)
+        halves, as in the original code): (real logits, fake logits, R1 term or None). Both
+        halves carry the batch's y, if any."""
+        x_fake, lat_p, lat_q = self.generated(x, ctx, y)
         if detach:
             x_fake, lat_p, lat_q = x_fake.detach(), [v.detach() for v in lat_p], \
                 [v.detach() for v in lat_q]
         if penalty:
             x = x.detach().requires_grad_(True)
         latents = [torch.cat([q, p]) for q, p in zip(lat_q, lat_p)] if lat_q else lat_p
-        logits = self.criticise(torch.cat([x, x_fake]), latents)
+        logits = self.criticise(torch.cat([x, x_fake]), latents,
+                                None if y is None else torch.cat([y, y]))
         real, fake = logits.float().chunk(2)
         if not penalty:
             return real, fake, None
         (grad,) = torch.autograd.grad(real.sum(), [x], create_graph=True)
         return real, fake, grad.float().flatten(1).pow(2).sum(1).mean()
 
-    def criticise(self, x, latents):
+    def criticise(self, x, latents, y=None):
         """The discriminator this method's game is played against (the model's own)."""
-        return self.model.criticise(x, latents)
+        return self.model.criticise(x, latents, y)
 
     def _d_loss(self, real, fake, r1):
         loss = losses.discriminator_loss(real, fake)

@@ -29,7 +29,7 @@ class InverseMapping(Adversarial):
     def begin_stage(self, stage: Stage) -> None:
         self.model.decoder.requires_grad_(stage.name == "gan")
 
-    def generated(self, x, ctx):
+    def generated(self, x, ctx, y=None):
         """The GAN stage's sides: a GAN has no encoder pairs (the encoder waits its turn)."""
         if "sides" not in ctx:
             m = self.model

@@ -44,7 +44,7 @@ class PostHocInference(Adversarial):
         losses, metrics = super().loss(phase, batch, ctx)
         return {ROLES[self._stage][k]: v for k, v in losses.items()}, metrics
 
-    def generated(self, x, ctx):
+    def generated(self, x, ctx, y=None):
         """The GAN stage has no encoder pairs; the encoder stage's decoder is fixed."""
         if "sides" not in ctx:
             m = self.model
@@ -54,6 +54,6 @@ class PostHocInference(Adversarial):
             ctx["sides"] = (x_fake, [z], lat_q)
         return ctx["sides"]
 
-    def criticise(self, x, latents):
+    def criticise(self, x, latents, y=None):
         d = self.gan_d if self._stage == "gan" else self.model.discriminator
         return d(x, None) if self._stage == "gan" else d(x, latents[0])

@@ -5,77 +5,69 @@ three and a joint D(x, z); a GAN has no encoder and a D(x); a VAE has no discrim
 
 Methods talk to models through three calls, so one adversarial game serves flat and
 hierarchical models alike (HALI, `hali.py`, has the same three):
-    inference(x)       -> the encoder side's latents, sampled: [z]
-    generation(z_top)  -> (x, the decoder side's latents): (G(z), [z])
-    discriminator(x, latents) -> one logit per pair
+    inference(x, y)       -> the encoder side's latents, sampled: [z]
+    generation(z_top, y)  -> (x, the decoder side's latents): (G(z), [z])
+    criticise(x, latents, y) -> one logit per pair
+y is the batch's labels or attributes for a conditional model (paper eq. 7), else None.
 """
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from .base import LatentModel
 from .networks import Decoder, Discriminator, Encoder, init_weights
-from .tables import Preset, get_preset
+from .tables import Preset
 
 
-class ALI(nn.Module):
+class ALI(LatentModel):
     def __init__(self, preset: Preset | str, encoder: bool = True,
                  discriminator: str | None = "joint", init_std: float | None = None,
-                 name: str = "ali"):
-        """`discriminator`: "joint" (D(x, z)), "x" (D(x), a GAN's) or None (a VAE's)."""
-        super().__init__()
-        self.preset = get_preset(preset) if isinstance(preset, str) else preset
-        self.name = name                     # the training method's: figure titles say it
-        self.encoder = Encoder(self.preset) if encoder else None
-        self.decoder = Decoder(self.preset)
+                 name: str = "ali", conditional: bool = False, y_dim: int | None = None):
+        """`discriminator`: "joint" (D(x, z)), "x" (D(x), a GAN's) or None (a VAE's).
+        `conditional`: every network reads y (`y_dim` classes or attributes; default: the
+        preset's)."""
+        super().__init__(preset, name, conditional, y_dim)
+        if self.preset.is_hierarchical:
+            raise ValueError(f"preset {self.preset.name!r} is hierarchical: build it as HALI")
+        self.encoder = Encoder(self.preset, self.y_dim) if encoder else None
+        self.decoder = Decoder(self.preset, self.y_dim)
         self.discriminator = None if discriminator is None else \
-            Discriminator(self.preset, joint=discriminator == "joint")
+            Discriminator(self.preset, joint=discriminator == "joint", y_dim=self.y_dim)
         init_weights(self, self.preset.init_std if init_std is None else init_std)
 
-    @property
-    def z_dim(self) -> int:
-        return self.preset.z_dim
-
-    def prior(self, n: int, device=None, generator=None) -> torch.Tensor:
-        """z ~ N(0, I). A `generator` (a CPU one: reproducible across devices) draws on the CPU."""
-        dev = device or self._device
-        if generator is not None:
-            return torch.randn(n, self.z_dim, generator=generator).to(dev)
-        return torch.randn(n, self.z_dim, device=dev)
-
     # --- what training methods use (gradients flow) ---
-    def inference(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [self.encoder(x)]
+    def inference(self, x: torch.Tensor, y=None) -> list[torch.Tensor]:
+        return [self.encoder(x, self.condition(y))]
 
-    def generation(self, z: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.decoder(z), [z]
+    def generation(self, z: torch.Tensor, y=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.decoder(z, self.condition(y)), [z]
 
-    def criticise(self, x: torch.Tensor, latents: list[torch.Tensor]) -> torch.Tensor:
+    def criticise(self, x: torch.Tensor, latents: list[torch.Tensor], y=None) -> torch.Tensor:
         """D's logits for pairs (x, latents); a D(x) ignores the latents."""
-        return self.discriminator(x, latents[0] if self.discriminator.d_z is not None else None)
+        z = latents[0] if self.discriminator.d_z is not None else None
+        return self.discriminator(x, z, self.condition(y))
 
     # --- the inference API (eval mode, no gradients): what a trained ALI is for ---
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
-        """x -> z ~ q(z|x) (or its mean with `sample=False`), shape (B, z_dim)."""
+    def encode(self, x: torch.Tensor, y=None, sample: bool = True) -> torch.Tensor:
+        """x -> z ~ q(z|x) (or its mean with `sample=False`), shape (B, z_dim). A conditional
+        model takes y: class labels or attributes, one per image (or one for all)."""
         if self.encoder is None:
             raise RuntimeError(f"a {self.name} model has no encoder: train method 'ali' (or "
                                f"a baseline with one) to encode")
-        return self.encoder(x.to(self._device), sample=sample)
+        return self.encoder(x.to(self._device), self.condition(y, len(x)), sample=sample)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
         """z (B, z_dim) -> x; images in [0, 1]."""
-        return self.decoder(z.to(self._device))
+        return self.decoder(z.to(self._device), self.condition(y, len(z)))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, sample: bool = True) -> torch.Tensor:
-        return self.decode(self.encode(x, sample=sample))
+    def reconstruct(self, x: torch.Tensor, y=None, sample: bool = True) -> torch.Tensor:
+        return self.decode(self.encode(x, y, sample=sample), y)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.decode(self.prior(n, generator=generator))
-
-    @property
-    def _device(self):
-        return next(self.parameters()).device
+    def sample(self, n: int, generator: torch.Generator | None = None, y=None) -> torch.Tensor:
+        """n draws of x ~ p(x | z) p(z) (conditional: p(x | z, y), y one per draw or one for
+        all)."""
+        return self.decode(self.prior(n, generator=generator), y)

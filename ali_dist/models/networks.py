@@ -1,10 +1,17 @@
-"""Layer tables -> PyTorch modules. Pure PyTorch: no I/O, nothing distributed."""
+"""Layer tables -> PyTorch modules. Pure PyTorch: no I/O, nothing distributed.
+
+Conditional models (paper section 4.4, eq. 7) read a fully observed y (`condition.py` makes it a
+vector): every network holds its own linear embedding of y and concatenates it, tiled over
+the positions of a feature map, to the input of one row: the encoder's output layer, the
+decoder's first layer, the discriminator's joint layers (where the authors' conditional code
+puts it; README, "Conditional ALI").
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from .tables import IMG, LOGIT, Z2, Layer, Preset
+from .tables import IMG, LOGIT, Z1, Z2, Layer, Preset
 
 
 class Maxout(nn.Module):
@@ -32,8 +39,9 @@ class PixelBias(nn.Module):
 
 
 def _width(out, preset: Preset) -> int:
-    return {Z2: 2 * preset.z_dim, IMG: preset.channels if preset.is_image else preset.data_dim,
-            LOGIT: 1}.get(out, out)
+    z1 = preset.hierarchy.z1_channels if preset.hierarchy else 0
+    return {Z2: 2 * preset.z_dim, Z1: 2 * z1,
+            IMG: preset.channels if preset.is_image else preset.data_dim, LOGIT: 1}.get(out, out)
 
 
 def _activation(name: str, preset: Preset) -> nn.Module | None:
@@ -42,14 +50,44 @@ def _activation(name: str, preset: Preset) -> nn.Module | None:
             "linear": lambda: None}[name]()
 
 
+class Stack(nn.Sequential):
+    """A table's rows, one block each (`stack[i]` is row i). With `cond_at`, row `cond_at`
+    also reads y's embedding (B, E), tiled over its input's positions."""
+
+    def __init__(self, *rows, cond_at: int | None = None):
+        super().__init__(*rows)      # a slice (`stack[a:b]`) is an unconditioned Stack
+        self.cond_at = cond_at
+
+    def forward(self, x, emb: torch.Tensor | None = None):
+        for i, row in enumerate(self):
+            if i == self.cond_at:
+                x = concat_embedding(x, emb)
+            x = row(x)
+        return x
+
+
+def concat_embedding(h: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
+    """h (B, C[, H, W]) and y's embedding (B, E) -> (B, C + E[, H, W])."""
+    if emb is None:
+        raise ValueError("this network is conditional: it needs y")
+    emb = emb.to(h.dtype)
+    if h.dim() == 4:
+        emb = emb[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+    return torch.cat([h, emb], 1)
+
+
 def build_stack(layers: tuple[Layer, ...], in_width: int, preset: Preset,
-                pixel_bias: bool = False) -> tuple[nn.Sequential, int]:
-    """One table -> nn.Sequential with one block per table row (so `net[i]` is row i);
-    returns it with its output width. A row's block is
-    [dropout] layer [batch norm] [pixel bias] [dropout] [non-linearity]."""
+                pixel_bias: bool = False, cond_at: int | None = None,
+                cond_width: int = 0) -> tuple[Stack, int]:
+    """One table -> a `Stack` with one block per table row (so `net[i]` is row i); returns
+    it with its output width. A row's block is
+    [dropout] layer [batch norm] [pixel bias] [dropout] [non-linearity].
+    `cond_at`: the row whose input also takes `cond_width` channels of y's embedding."""
     rows: list[nn.Module] = []
     width = in_width
     for i, row in enumerate(layers):
+        if i == cond_at:
+            width += cond_width
         out = _width(row.out, preset)
         mods: list[nn.Module] = []
         if row.dropout > 0:
@@ -76,61 +114,164 @@ def build_stack(layers: tuple[Layer, ...], in_width: int, preset: Preset,
             mods.append(act)
         rows.append(nn.Sequential(*mods))
         width = out // preset.maxout_pieces if row.act == "maxout" else out
-    return nn.Sequential(*rows), width
+    return Stack(*rows, cond_at=cond_at), width
 
 
-class Encoder(nn.Module):
-    """Gz(x): a stochastic encoder. The last layer gives mu and log sigma; z = mu + sigma * eps."""
+class Conditioned(nn.Module):
+    """A network that may read y: `embed` is its own linear embedding of y (None when the
+    model is not conditional), trained with the network (README, "Conditional ALI")."""
 
-    def __init__(self, preset: Preset, in_width: int | None = None):
+    def _init_condition(self, preset: Preset, y_dim: int) -> int:
+        self.embed = nn.Linear(y_dim, preset.embed_dim) if y_dim else None
+        return preset.embed_dim if y_dim else 0
+
+    def _embedding(self, y):
+        if self.embed is None:
+            return None
+        if y is None:
+            raise ValueError("this model is conditional: pass y (class labels or attributes)")
+        return self.embed(y.to(self.embed.weight.dtype))
+
+
+def _as_input(v: torch.Tensor, is_image: bool) -> torch.Tensor:
+    """A latent as a network's input: vectors become 1x1 feature maps for image networks."""
+    return v[:, :, None, None] if is_image and v.dim() == 2 else v
+
+
+class GaussianConditional(Conditioned):
+    """A stochastic network: its table's last layer gives mu and log sigma of a Gaussian over
+    `latent` channels, z = mu + sigma * eps (the reparametrisation). The latent is a vector
+    (B, latent) when `spatial` is False (the output is 1x1), else a feature map (B, latent,
+    H, W). y, if any, joins the input of the last layer."""
+
+    def __init__(self, layers: tuple[Layer, ...], in_width: int, latent: int, preset: Preset,
+                 spatial: bool = False, y_dim: int = 0):
         super().__init__()
-        data_width = preset.channels if preset.is_image else preset.data_dim
-        self.net, _ = build_stack(preset.encoder, in_width or data_width, preset)
-        self.z_dim = preset.z_dim
+        e = self._init_condition(preset, y_dim)
+        self.net, _ = build_stack(layers, in_width, preset,
+                                  cond_at=len(layers) - 1 if e else None, cond_width=e)
+        self.latent, self.spatial, self.is_image = latent, spatial, preset.is_image
 
-    def moments(self, x) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu, log sigma) of q(z|x): the last layer's two halves."""
-        h = self.net(x).flatten(1)
-        return h[:, :self.z_dim], h[:, self.z_dim:]
+    def moments(self, x, y=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, log sigma): the last layer's two halves."""
+        h = self.net(_as_input(x, self.is_image), self._embedding(y))
+        if not self.spatial:
+            h = h.flatten(1)
+        return h[:, :self.latent], h[:, self.latent:]
 
-    def forward(self, x, sample: bool = True):
-        mu, log_sigma = self.moments(x)
+    def forward(self, x, y=None, sample: bool = True):
+        mu, log_sigma = self.moments(x, y)
         if not sample:
             return mu
         return mu + log_sigma.exp() * torch.randn_like(mu)
 
 
-class Decoder(nn.Module):
-    """Gx(z): z (B, z_dim) -> x. Images end in a sigmoid (pixels in [0, 1])."""
+class Encoder(GaussianConditional):
+    """Gz(x): a stochastic encoder q(z | x[, y]) (HALI: q(z1 | x[, y]))."""
 
-    def __init__(self, preset: Preset, in_width: int | None = None):
+    def __init__(self, preset: Preset, y_dim: int = 0):
+        data_width = preset.channels if preset.is_image else preset.data_dim
+        h = preset.hierarchy
+        super().__init__(preset.encoder, data_width, h.z1_channels if h else preset.z_dim,
+                         preset, spatial=h is not None, y_dim=y_dim)
+
+    @property
+    def z_dim(self) -> int:
+        return self.latent
+
+
+class Decoder(Conditioned):
+    """Gx(z): z (B, z_dim) -> x (HALI: p(x | z1), z1 a feature map). Images end in a sigmoid
+    (pixels in [0, 1]). y, if any, joins the input of the first layer."""
+
+    def __init__(self, preset: Preset, y_dim: int = 0):
         super().__init__()
+        e = self._init_condition(preset, y_dim)
+        h = preset.hierarchy
         self.is_image = preset.is_image
-        self.net, _ = build_stack(preset.decoder, in_width or preset.z_dim, preset,
-                                  pixel_bias=preset.is_image)
+        self.net, _ = build_stack(preset.decoder, h.z1_channels if h else preset.z_dim, preset,
+                                  pixel_bias=preset.is_image, cond_at=0 if e else None,
+                                  cond_width=e)
 
-    def forward(self, z):
-        return self.net(z[:, :, None, None] if self.is_image else z)
+    def forward(self, z, y=None):
+        return self.net(_as_input(z, self.is_image), self._embedding(y))
 
 
-class Discriminator(nn.Module):
+class Discriminator(Conditioned):
     """D(x, z): D(x) and D(z) branches, concatenated on channels, then D(x, z) -> one logit.
-    With `joint=False` (the GAN variant) there is no D(z) branch and D sees x only."""
+    With `joint=False` (the GAN variant) there is no D(z) branch and D sees x only. y, if any,
+    joins the input of D(x, z), beside both branches (the authors' conditional code)."""
 
-    def __init__(self, preset: Preset, joint: bool = True):
+    def __init__(self, preset: Preset, joint: bool = True, y_dim: int = 0):
         super().__init__()
+        e = self._init_condition(preset, y_dim)
         self.is_image = preset.is_image
         x_in = preset.channels if preset.is_image else preset.data_dim
         self.d_x, x_width = build_stack(preset.d_x, x_in, preset)
         self.d_z, z_width = build_stack(preset.d_z, preset.z_dim, preset) if joint else (None, 0)
-        self.d_xz, _ = build_stack(preset.d_xz, x_width + z_width, preset)
+        self.d_xz, _ = build_stack(preset.d_xz, x_width + z_width, preset,
+                                   cond_at=0 if e else None, cond_width=e)
 
-    def forward(self, x, z=None):
+    def forward(self, x, z=None, y=None):
         h = self.d_x(x)
         if self.d_z is not None:
-            hz = self.d_z(z[:, :, None, None] if self.is_image else z)
-            h = torch.cat([h, hz], dim=1)
-        return self.d_xz(h).flatten()
+            h = torch.cat([h, self.d_z(_as_input(z, self.is_image))], dim=1)
+        return self.d_xz(h, self._embedding(y)).flatten()
+
+
+class HierarchicalEncoder(nn.Module):
+    """HALI's inference side q(z1 | x) q(z2 | z1): two Gaussian conditionals in a chain."""
+
+    def __init__(self, preset: Preset, y_dim: int = 0):
+        super().__init__()
+        h = preset.hierarchy
+        self.q_z1 = Encoder(preset, y_dim)
+        self.q_z2 = GaussianConditional(h.encoder, h.z1_channels, preset.z_dim, preset,
+                                        y_dim=y_dim)
+
+    def forward(self, x, y=None, sample: bool = True) -> list[torch.Tensor]:
+        """[z1, z2]: z1 ~ q(z1 | x), z2 ~ q(z2 | z1) (the means, mu2 of mu1, without
+        `sample`)."""
+        z1 = self.q_z1(x, y, sample=sample)
+        return [z1, self.q_z2(z1, y, sample=sample)]
+
+
+class HierarchicalDecoder(nn.Module):
+    """HALI's generative side p(z1 | z2) p(x | z1): a Gaussian conditional, then the decoder
+    of x (whose pixel bias `init_output_bias` finds)."""
+
+    def __init__(self, preset: Preset, y_dim: int = 0):
+        super().__init__()
+        h = preset.hierarchy
+        self.p_z1 = GaussianConditional(h.decoder, preset.z_dim, h.z1_channels, preset,
+                                        spatial=True, y_dim=y_dim)
+        self.p_x = Decoder(preset, y_dim)
+
+    def forward(self, z2, y=None, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, z1): z1 ~ p(z1 | z2) (its mean without `sample`), x = G(z1)."""
+        z1 = self.p_z1(z2, y, sample=sample)
+        return self.p_x(z1, y), z1
+
+
+class HierarchicalDiscriminator(Conditioned):
+    """HALI's D(x, z1, z2): D(x) down to z1's resolution; concatenated with z1 on channels,
+    `d_xz1` takes both down to a vector; concatenated with D(z2) (`d_z`, 1x1 convolutions),
+    the joint layers `d_xz` give one logit. y, if any, joins the joint layers' input."""
+
+    def __init__(self, preset: Preset, y_dim: int = 0):
+        super().__init__()
+        e = self._init_condition(preset, y_dim)
+        h = preset.hierarchy
+        self.d_x, x_width = build_stack(preset.d_x, preset.channels, preset)
+        self.d_xz1, xz1_width = build_stack(h.d_xz1, x_width + h.z1_channels, preset)
+        self.d_z, z_width = build_stack(preset.d_z, preset.z_dim, preset)
+        self.d_xz, _ = build_stack(preset.d_xz, xz1_width + z_width, preset,
+                                   cond_at=0 if e else None, cond_width=e)
+
+    def forward(self, x, z1, z2, y=None):
+        h = self.d_xz1(torch.cat([self.d_x(x), z1], dim=1))
+        h = torch.cat([h, self.d_z(_as_input(z2, True))], dim=1)
+        return self.d_xz(h, self._embedding(y)).flatten()
 
 
 def init_weights(module: nn.Module, std: float) -> None:

@@ -19,7 +19,9 @@ lists every difference). What the code does that the tables cannot show:
 discriminator row emits the logit here: the losses apply the sigmoid inside `softplus`.
 
 Widths that depend on other facts are symbolic instead of copied:
-  Z2     the encoder's output, 2 x z_dim (mu and log sigma for the reparametrisation)
+  Z2     the encoder's output, 2 x z_dim (mu and log sigma for the reparametrisation); in HALI
+         the output of q(z2 | z1), z2 being the top latent
+  Z1     HALI only: 2 x z1's channels, the output of q(z1 | x) and of p(z1 | z2)
   IMG    the decoder's output, the image's channel count
   LOGIT  the discriminator's single output
 The input width of D(x, z) is never written down: it is computed from the D(x) and D(z)
@@ -35,7 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-Z2, IMG, LOGIT = "z2", "img", "logit"
+Z2, Z1, IMG, LOGIT = "z2", "z1", "img", "logit"
+CONDITIONS = ("class", "attributes")   # what a conditional model's y is (Preset.condition)
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,52 @@ class Preset:
     demo_minutes: float = 0         # demos: a time limit on the default budget, so that the
                                     # no-argument run ends in minutes on a slow machine too
     probe_labels: int = 1000        # the L2-SVM probe's labels (the paper's SVHN protocol)
+    condition: str = ""             # the data's fully observed y, for --conditional: "class"
+                                    # (one-hot) or "attributes" (binary); "" none
+    condition_dim: int = 0          # classes or attributes (the default; a build may override)
+    hierarchy: "Hierarchy | None" = None   # HALI's second level; None: a flat ALI table
 
     @property
     def is_image(self) -> bool:
         return self.image_size > 0
+
+    @property
+    def is_hierarchical(self) -> bool:
+        return self.hierarchy is not None
+
+    @property
+    def embed_dim(self) -> int:
+        """Width of y's linear embedding in a conditional model: z's width, as the authors'
+        conditional CelebA code (256 attributes embedding for z of 256)."""
+        return self.z_dim
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """HALI's second level (Belghazi et al. 2018): the Markov chain x -> z1 -> z2 on both sides.
+    With it, a preset's `encoder` is q(z1 | x) (ending in Z1), its `decoder` p(x | z1) and its
+    `d_x` D(x) down to z1's resolution; `z_dim` is z2's width (the prior's)."""
+    z1_channels: int                # z1 is a z1_channels x S x S feature map (S: `z1_size`)
+    encoder: tuple[Layer, ...]      # q(z2 | z1), ending in Z2
+    decoder: tuple[Layer, ...]      # p(z1 | z2), ending in Z1
+    d_xz1: tuple[Layer, ...]        # D on concat(D(x), z1) down to a vector; then it meets
+                                    # D(z2) (`d_z`) in the joint layers (`d_xz`)
+
+
+def spatial_size(layers: tuple[Layer, ...], size: int) -> int:
+    """The side of a square input after a table's rows (unpadded convolutions): convolutions
+    (size - k) // s + 1, transposed ones (size - 1) * s + k."""
+    for r in layers:
+        if r.op == "conv":
+            size = (size - r.kernel) // r.stride + 1
+        elif r.op == "convT":
+            size = (size - 1) * r.stride + r.kernel
+    return size
+
+
+def z1_size(p: Preset) -> int:
+    """The side of HALI's z1: where q(z1 | x) leaves the image (p(z1 | z2) must agree)."""
+    return spatial_size(p.encoder, p.image_size)
 
 
 def _d_x_bn(rows: tuple[Layer, ...]) -> tuple[Layer, ...]:
@@ -152,10 +197,10 @@ def _cifar10_table():
 
 
 CIFAR10 = Preset("cifar10", z_dim=64, image_size=32, slope=0.1, maxout_pieces=2,
-                 epochs=6475, **_cifar10_table())                            # Table 3
+                 epochs=6475, condition="class", condition_dim=10, **_cifar10_table())                            # Table 3
 
 SVHN = Preset("svhn", z_dim=256, image_size=32, slope=0.01, epochs=100,
-              **_svhn_table())                                               # Table 4
+              condition="class", condition_dim=10, **_svhn_table())                                               # Table 4
 
 # The embedded demo: scikit-learn's handwritten digits upsampled to 32 px, one channel. The
 # SVHN table (digits too) at a quarter of its widths, with every rule of the authors' code,
@@ -166,7 +211,8 @@ SVHN = Preset("svhn", z_dim=256, image_size=32, slope=0.01, epochs=100,
 # which learns only through D's view of z, barely moves in a CPU budget.
 DIGITS = Preset("digits", z_dim=32, image_size=32, channels=1, slope=0.01, lr=2e-4,
                 init_std=0.05, r1=1.0, batch_size=64, default_data="digits", steps=1500,
-                demo_minutes=7, probe_labels=100, **_svhn_table(0.25))
+                demo_minutes=7, probe_labels=100,
+                condition="class", condition_dim=10, **_svhn_table(0.25))
 
 _CELEBA_ENC = (conv(2, 1, 64, bn=True), conv(7, 2, 128, bn=True), conv(5, 2, 256, bn=True),
                conv(7, 2, 256, bn=True), conv(4, 1, 512, bn=True), conv(1, 1, Z2, act="linear"))
@@ -174,6 +220,7 @@ _CELEBA_DEC = (convT(4, 1, 512), convT(7, 2, 256), convT(5, 2, 256), convT(7, 2,
                convT(2, 1, 64), conv(1, 1, IMG, act="sigmoid"))
 CELEBA64 = Preset(                                                               # Table 5
     "celeba64", z_dim=256, image_size=64, slope=0.02, epochs=123,
+    condition="attributes", condition_dim=40,
     encoder=_CELEBA_ENC, decoder=_CELEBA_DEC,
     d_x=_d_x_bn((conv(2, 1, 64, dropout=0.2), conv(7, 2, 128, dropout=0.2),
                  conv(5, 2, 256, dropout=0.2), conv(7, 2, 256, dropout=0.2),
@@ -184,6 +231,7 @@ CELEBA64 = Preset(                                                              
 
 TINYIMAGENET64 = Preset(                                                         # Table 6
     "tinyimagenet64", z_dim=256, image_size=64, slope=0.01, batch_size=128, epochs=1000,
+    condition="class", condition_dim=200,
     encoder=(conv(4, 2, 64, bn=True), conv(4, 1, 64, bn=True), conv(4, 2, 128, bn=True),
              conv(4, 1, 128, bn=True), conv(4, 2, 256, bn=True), conv(4, 1, 256, bn=True),
              conv(1, 1, 2048, bn=True), conv(1, 1, 2048, bn=True), conv(1, 1, Z2, act="linear")),
@@ -209,7 +257,42 @@ def _at_128px(p: Preset, name: str) -> Preset:
 
 
 CELEBA128 = _at_128px(CELEBA64, "celeba128")
-IMAGENET128 = _at_128px(TINYIMAGENET64, "imagenet128")
+IMAGENET128 = replace(_at_128px(TINYIMAGENET64, "imagenet128"), condition_dim=1000)
+
+
+def _hali(p: Preset, name: str, cut: tuple[int, int, int], z1_channels: int,
+          z2_hidden: tuple[Layer, ...] = (), **changes) -> Preset:
+    """HALI's tables: an ALI table cut where z1 goes (README, "HALI"). `cut` = (e, g, d):
+      q(z1 | x)   rows [:e] of Gz(x), then a 1x1 output layer (mu, log sigma of z1)
+      q(z2 | z1)  rows [e:] of Gz(x) (`z2_hidden` inserted before its output layer, so that
+                  it has the three hidden layers the L2-SVM probe reads)
+      p(z1 | z2)  rows [:g] of Gx(z), then a 1x1 output layer (mu, log sigma of z1)
+      p(x | z1)   rows [g:] of Gx(z)
+      D           D(x)'s rows [:d] on x; its rows [d:] on concat(D(x), z1), without batch norm
+                  (none where a latent enters, as the authors' D(z) and D(x, z)); then D(z) on
+                  z2 and the joint layers D(x, z) as in the ALI table, on concat(both)
+    Every cut lands where Gz(x) and Gx(z) pass through the same resolution (checked by
+    `z1_size` in the tests), so z1 has one shape on both sides."""
+    e, g, d = cut
+    out = conv(1, 1, Z1, act="linear")
+    enc2 = p.encoder[e:-1] + z2_hidden + p.encoder[-1:]
+    return replace(p, name=name, encoder=p.encoder[:e] + (out,), decoder=p.decoder[g:],
+                   d_x=p.d_x[:d],
+                   hierarchy=Hierarchy(z1_channels, encoder=enc2, decoder=p.decoder[:g] + (out,),
+                                       d_xz1=p.d_x[d:]),
+                   **changes)
+
+
+# HALI (not in the ALI paper; the HALI slides give no tables): the ALI tables cut at a
+# mid-resolution z1. 32 px: z1 at 10 x 10 (after Gz(x)'s third row, Gx(z)'s second);
+# CelebA: 13 x 13; Tiny ImageNet's table (for ImageNet 128): 10 x 10. z2 is the ALI z.
+HALI_DIGITS = _hali(DIGITS, "hali-digits", (3, 2, 3), z1_channels=4)
+HALI_SVHN = _hali(SVHN, "hali-svhn", (3, 2, 3), z1_channels=16)
+HALI_CELEBA64 = _hali(CELEBA64, "hali-celeba64", (3, 2, 3), z1_channels=32,
+                      z2_hidden=(conv(1, 1, 512, bn=True),))
+HALI_CELEBA128 = _at_128px(HALI_CELEBA64, "hali-celeba128")
+HALI_IMAGENET128 = replace(_at_128px(_hali(TINYIMAGENET64, "", (4, 4, 4), z1_channels=32),
+                                     "hali-imagenet128"), condition_dim=1000)
 
 # The toy study (paper section 4.5, in the PacGAN re-use of its setup): 2-D data, 2-D z,
 # encoder and decoder MLPs of 400 units with batch norm and ReLU (4 hidden layers each), a
@@ -227,7 +310,8 @@ TOY = Preset(
     lr=1e-3, beta1=0.5, batch_size=100, default_data="toy", steps=3000, demo_minutes=3.5)
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    TOY, DIGITS, CIFAR10, SVHN, CELEBA64, TINYIMAGENET64, CELEBA128, IMAGENET128)}
+    TOY, DIGITS, CIFAR10, SVHN, CELEBA64, TINYIMAGENET64, CELEBA128, IMAGENET128,
+    HALI_DIGITS, HALI_SVHN, HALI_CELEBA64, HALI_CELEBA128, HALI_IMAGENET128)}
 
 
 def get_preset(name: str) -> Preset:
