@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import shardkit
-from ali_dist.config import Config
+from ali_dist.config import Config, resolve as resolve_config
 from ali_dist.data import make_loader
 from ali_dist.data.shards import DataError, resolve
 
@@ -123,7 +123,7 @@ def _load(source, skip=True):
     cfg = Config()
     cfg.model.preset, cfg.data.data, cfg.data.skip_bad_samples = "cifar10", source, skip
     cfg.optim.batch_size = 8
-    return make_loader(cfg, 0, 1, torch.device("cpu"))
+    return make_loader(resolve_config(cfg), 0, 1, torch.device("cpu"))
 
 
 @pytest.mark.parametrize("skip", [False, True])   # skipping never hides a missing dataset

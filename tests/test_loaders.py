@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import shardkit
-from ali_dist.config import Config
+from ali_dist.config import Config, resolve as resolve_config
 from ali_dist.data import make_loader
 from ali_dist.data.shards import DataError, read_index, resolve, scan_tar, validation_set
 
@@ -210,7 +210,7 @@ def _cfg(data, preset="cifar10", loader="auto", batch=8) -> Config:
     cfg = Config()
     cfg.model.preset, cfg.data.data, cfg.data.loader = preset, data, loader
     cfg.optim.batch_size, cfg.data.loader_threads = batch, 1
-    return cfg
+    return resolve_config(cfg)
 
 
 def test_digits_from_data_tools_through_make_loader(tmp_path):

@@ -279,7 +279,7 @@ def _hali(p: Preset, name: str, cut: tuple[int, int, int], z1_channels: int,
     return replace(p, name=name, encoder=p.encoder[:e] + (out,), decoder=p.decoder[g:],
                    d_x=p.d_x[:d],
                    hierarchy=Hierarchy(z1_channels, encoder=enc2, decoder=p.decoder[:g] + (out,),
-                                       d_xz1=p.d_x[d:]),
+                                       d_xz1=tuple(replace(r, bn=False) for r in p.d_x[d:])),
                    **changes)
 
 
