@@ -31,9 +31,9 @@ class PixelBias(nn.Module):
         return x + self.bias
 
 
-def _width(out, preset: Preset) -> int:
+def _width(out, preset: Preset, logits: int = 1) -> int:
     return {Z2: 2 * preset.z_dim, IMG: preset.channels if preset.is_image else preset.data_dim,
-            LOGIT: 1}.get(out, out)
+            LOGIT: logits}.get(out, out)
 
 
 def _activation(name: str, preset: Preset) -> nn.Module | None:
@@ -43,14 +43,15 @@ def _activation(name: str, preset: Preset) -> nn.Module | None:
 
 
 def build_stack(layers: tuple[Layer, ...], in_width: int, preset: Preset,
-                pixel_bias: bool = False) -> tuple[nn.Sequential, int]:
+                pixel_bias: bool = False, logits: int = 1) -> tuple[nn.Sequential, int]:
     """One table -> nn.Sequential with one block per table row (so `net[i]` is row i);
     returns it with its output width. A row's block is
-    [dropout] layer [batch norm] [pixel bias] [dropout] [non-linearity]."""
+    [dropout] layer [batch norm] [pixel bias] [dropout] [non-linearity].
+    `logits`: the width of a LOGIT row (a K+1 discriminator has K+1)."""
     rows: list[nn.Module] = []
     width = in_width
     for i, row in enumerate(layers):
-        out = _width(row.out, preset)
+        out = _width(row.out, preset, logits)
         mods: list[nn.Module] = []
         if row.dropout > 0:
             mods.append(nn.Dropout(row.dropout))
@@ -115,22 +116,25 @@ class Decoder(nn.Module):
 
 class Discriminator(nn.Module):
     """D(x, z): D(x) and D(z) branches, concatenated on channels, then D(x, z) -> one logit.
-    With `joint=False` (the GAN variant) there is no D(z) branch and D sees x only."""
+    With `joint=False` (the GAN variant) there is no D(z) branch and D sees x only.
+    `outputs` > 1: that many logits per pair, (B, outputs) (the K+1 classifier's)."""
 
-    def __init__(self, preset: Preset, joint: bool = True):
+    def __init__(self, preset: Preset, joint: bool = True, outputs: int = 1):
         super().__init__()
+        self.outputs = outputs
         self.is_image = preset.is_image
         x_in = preset.channels if preset.is_image else preset.data_dim
         self.d_x, x_width = build_stack(preset.d_x, x_in, preset)
         self.d_z, z_width = build_stack(preset.d_z, preset.z_dim, preset) if joint else (None, 0)
-        self.d_xz, _ = build_stack(preset.d_xz, x_width + z_width, preset)
+        self.d_xz, _ = build_stack(preset.d_xz, x_width + z_width, preset, logits=outputs)
 
     def forward(self, x, z=None):
         h = self.d_x(x)
         if self.d_z is not None:
             hz = self.d_z(z[:, :, None, None] if self.is_image else z)
             h = torch.cat([h, hz], dim=1)
-        return self.d_xz(h).flatten()
+        out = self.d_xz(h).flatten(1)
+        return out.flatten() if self.outputs == 1 else out
 
 
 def init_weights(module: nn.Module, std: float) -> None:
