@@ -59,7 +59,6 @@ def test_kplus1_beats_the_same_discriminator_trained_on_the_labels_alone():
         errors[method] = final["classify_error"]
     _, final, _ = digits_runs.trained("kplus1")
     assert 0.3 < final["d_acc"] < 0.95                                  # the game still plays
-    assert final["recon_ratio"] < 1
     print(f"digits, {digits_runs.LABELS} labels: test error K+1 {errors['kplus1']:.3f}, "
           f"labels alone {errors['classifier']:.3f}")
     assert errors["kplus1"] < errors["classifier"] - 0.02

@@ -169,7 +169,8 @@ def compute_metrics(model, loader, names, skip_inapplicable: bool, eval_cfg,
         if name == "fid" and why is None and eval_cfg.inception is None:
             from .fid import default_inception
             if default_inception() is None:
-                why = "no Inception weights here (--inception, $ALI_DIST_INCEPTION or the [fid] extra)"
+                why = ("no Inception weights here (--inception, $ALI_DIST_INCEPTION or the "
+                       "[fid] extra)")
         if name == "probe" and why is None and not eval_cfg.probe_labels:
             why = "--probe-labels 0"
         if why is not None:
@@ -189,11 +190,13 @@ def _eval_config(saved: dict, args) -> "config_lib.Config":
                          ("loader", args.loader)):
         if value is not None:
             setattr(cfg.data, field, value)
-    for key, value in vars(args).items():
-        if key.startswith("eval.") and value is not None:
-            setattr(cfg.eval, key.split(".", 1)[1], value)
-    if cfg.eval.probe_labels is None:
-        cfg.eval.probe_labels = 0
+    given = {k.split(".", 1)[1]: v for k, v in vars(args).items()
+             if k.startswith("eval.") and v is not None}
+    for key, value in given.items():
+        setattr(cfg.eval, key, value)
+    if "probe_labels" not in given:     # a run that skipped the probe is still probed here
+        from ..models import get_preset
+        cfg.eval.probe_labels = cfg.eval.probe_labels or get_preset(cfg.model.preset).probe_labels
     return cfg
 
 

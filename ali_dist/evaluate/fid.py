@@ -147,7 +147,9 @@ def scores(real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
     from torchmetrics.image.kid import KernelInceptionDistance
     identity = _Identity(real.shape[1])
     fid = FrechetInceptionDistance(feature=identity, normalize=True)
-    size = min(KID_SUBSET_SIZE, len(real), len(fake))
+    # subsets of 1,000 (the usual); of half the smaller set when that is smaller, so that the
+    # subsets differ and kid_std means something
+    size = min(KID_SUBSET_SIZE, max(2, min(len(real), len(fake)) // 2))
     with warnings.catch_warnings():     # "will save all extracted features": they are ours
         warnings.simplefilter("ignore", UserWarning)
         kid = KernelInceptionDistance(feature=identity, subsets=KID_SUBSETS, subset_size=size,

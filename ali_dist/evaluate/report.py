@@ -15,7 +15,8 @@ MEANING = {
     "recon_mse": "mean squared error of held-out images against their reconstructions",
     "recon_mse_random_pair": "the same error against another random held-out image: what a "
                              "model that ignores its input reaches",
-    "recon_ratio": "recon_mse / recon_mse_random_pair (below 1: inference keeps information)",
+    "recon_ratio": "recon_mse / recon_mse_random_pair (the data's mean image scores 0.5: "
+                   "below that, reconstructions keep pixels of their input)",
     "fid": "Frechet Inception distance, samples vs training images (lower is better)",
     "fid_heldout": "FID of the held-out split vs the same training images: the floor at this "
                    "sample size",

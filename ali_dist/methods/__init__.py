@@ -74,5 +74,5 @@ def build(cfg) -> Method:
     return cls(model, **game)
 
 
-__all__ = ["METHODS", "BASELINES", "LABELLED", "Batch", "Method", "Phase", "Stage", "build", "build_model",
-           "check"]
+__all__ = ["METHODS", "BASELINES", "LABELLED", "Batch", "Method", "Phase", "Stage", "build",
+           "build_model", "check"]
