@@ -36,8 +36,8 @@ def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
     cfg, state = checkpoint.read_model_dir(directory)
     m = cfg["model"]
     method = m.get("method", m.get("variant"))       # configs saved before --method
-    model = build(m["preset"], method, m.get("init_std"), bool(m.get("conditional")),
-                  m.get("y_dim"))
+    model = build_model(method, m["preset"], m.get("init_std"), bool(m.get("conditional")),
+                        m.get("y_dim"), m.get("classes"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

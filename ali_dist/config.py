@@ -16,7 +16,8 @@ from pathlib import Path
 from . import schedule
 from .models.tables import PRESETS, get_preset
 
-METHOD_NAMES = ("ali", "gan", "gan_inverse", "gan_posthoc", "vae")   # ali_dist/methods/
+METHOD_NAMES = ("ali", "gan", "gan_inverse", "gan_posthoc", "vae",   # ali_dist/methods/
+                "kplus1", "classifier")
 from .schedule import DECAYS
 
 
@@ -32,7 +33,13 @@ class ModelConfig:
     method: str = _f("ali", "training method: ali (encoder + decoder + D(x, z), the paper's "
                      "game); gan (decoder + D(x)); the paper's Figure 8 baselines gan_inverse "
                      "(a GAN, then an encoder fitted to invert its decoder), gan_posthoc (a "
-                     "GAN, then an encoder by the ALI game) and vae", choices=METHOD_NAMES)
+                     "GAN, then an encoder by the ALI game) and vae; semi-supervised kplus1 "
+                     "(D(x, z) with K + 1 outputs: the data's K classes and 'decoder pair', "
+                     "trained on --labels labelled images and all the rest unlabelled) and its "
+                     "baseline classifier (the same D trained on the --labels images alone)",
+                     choices=METHOD_NAMES)
+    classes: int | None = _f(None, "kplus1/classifier: K, the data's class count (default: "
+                             "read from the data's manifest)")
     init_std: float | None = _f(None, "std of the N(0, std) weight init (default: the preset's, "
                                 "0.01 as in the paper)")
     conditional: bool = _f(False, "conditional ALI/HALI (paper eq. 7): the data's labels or "
@@ -64,6 +71,12 @@ class DataConfig:
                                 "warning instead of stopping with an error")
     cache_dir: str | None = _f(None, "where embedded datasets are converted to shards "
                                "(default: ~/.cache/ali_dist)")
+    labels: int | None = _f(None, "kplus1/classifier: labelled training images, drawn "
+                            "class-balanced from the first 10,000 with --label-seed; the rest "
+                            "count as unlabelled (default: the preset's, 1,000 as in the "
+                            "paper's SVHN table, 100 for digits)")
+    label_seed: int = _f(0, "seed of the labelled draw: fixed, so runs that differ in --seed "
+                         "train on the same labels")
 
 
 @dataclass
@@ -152,6 +165,20 @@ class EvalConfig:
                                   "1,000 as in the paper)")
     probe_draws: int = _f(100, "random label draws the probe's test error is averaged over "
                           "(the paper: 100)")
+    metrics: str = _f("", "comma-separated metrics computed at every --eval-every besides "
+                      "the reconstruction error and the grids: fid (FID and KID, needs "
+                      "Inception weights: --inception), probe (the L2-SVM probe, otherwise at "
+                      "the end only), classify (a kplus1/classifier model's test error, "
+                      "otherwise at the end only), attributes (attribute accuracy of "
+                      "reconstructions, attribute data)", flag="--eval-metrics")
+    inception: str | None = _f(None, "FID/KID feature network: a TorchScript Inception-v3 file "
+                               "mapping (B, 3, 299, 299) images in [-1, 1] to 2,048-d pool "
+                               "features (default: $ALI_DIST_INCEPTION, else the file the "
+                               "[fid] extra installs); 'random' is a small random network "
+                               "for checking the plumbing, whose numbers are not FIDs. "
+                               "Never downloaded")
+    fid_samples: int = _f(10_000, "samples (and real training images, at most the split's) "
+                          "FID and KID compare; published FIDs use 50,000")
 
 
 @dataclass
@@ -227,6 +254,12 @@ def resolve(cfg: Config) -> Config:
         cfg.model.init_std = p.init_std
     if cfg.eval.probe_labels is None:
         cfg.eval.probe_labels = p.probe_labels if p.is_image else 0
+    if d.labels is None:
+        d.labels = p.probe_labels
+    from .evaluate.suite import check_metrics     # imported here: evaluate imports models
+    if "fid" in check_metrics(cfg.eval.metrics):
+        from .evaluate.fid import locate
+        locate(cfg.eval.inception)                   # no weights: say so before training
     if o.steps is None and o.epochs is None:  # the preset's budget: a demo, or the paper's
         o.steps, o.epochs = p.steps or None, p.epochs or None
         if cfg.run.time_limit is None and p.demo_minutes:
@@ -235,6 +268,7 @@ def resolve(cfg: Config) -> Config:
                     ("log_every", cfg.run.log_every), ("eval_every", cfg.run.eval_every),
                     ("checkpoint_every", cfg.run.checkpoint_every),
                     ("probe_draws", cfg.eval.probe_draws), ("r1_every", o.r1_every),
+                    ("labels", d.labels), ("fid_samples", cfg.eval.fid_samples),
                     ("d_steps", o.d_steps)):
         if v is None or v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
@@ -254,12 +288,17 @@ def _flag(f) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, sections=None, exclude=()) -> None:
     """One flag per config field, grouped by section; defaults are None so that only flags
-    the user typed override the YAML file."""
+    the user typed override the YAML file. `sections`/`exclude`: only those sections, without
+    those fields (another command reusing some of the flags)."""
     for section, cls in _SECTIONS.items():
+        if sections is not None and section not in sections:
+            continue
         group = parser.add_argument_group(section)
         for f in dataclasses.fields(cls):
+            if f.name in exclude:
+                continue
             default = f.default
             help_ = f.metadata["help"] + ("" if default is None else f" [default: {default}]")
             if f.type in ("bool", bool):

@@ -17,7 +17,7 @@ import torch
 from . import checkpoint, distributed, methods, schedule
 from .config import Config
 from .data import make_loader
-from .evaluate import evaluate, probe
+from .evaluate import evaluate, probe, suite
 from .methods import Batch
 from .models.networks import init_output_bias
 from .step import TrainStep, make_optimizers
@@ -90,6 +90,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
         check_condition(model, loader)
     budget = total_steps(cfg, loader.batches_per_epoch)
     total = method.total_steps(budget)
+    method.prepare(loader)
 
     def load(s: dict) -> int:
         method.load_state_dict(s["method"])
@@ -203,6 +204,11 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                                     init_std=cfg.model.init_std))
             if "probe_error" in metrics:
                 say(probe.describe(metrics))
+            metrics.update(suite.periodic(model, loader, cfg.eval, final=last,
+                                          is_rank0=rank == 0))
+            if last and "classify_error" in metrics:
+                say(f"{cfg.model.method}: test error {100 * metrics['classify_error']:.1f} % "
+                    f"with {cfg.data.labels} labels")
         saved = None
         if ckpt_now:
             saved = state()

@@ -73,6 +73,25 @@ def test_trained_model_loads_from_output_and_from_mlflow(toy_run):
     assert torch.equal(a.encode(x, sample=False), b.encode(x, sample=False))
 
 
+def test_evaluate_a_run_by_its_mlflow_id(toy_run, tmp_path):
+    """`python -m ali_dist.evaluate <run id>`: the model downloaded from the run, the toy's
+    mode counts and panels logged back into it at its last step, with the report page."""
+    from mlflow.tracking import MlflowClient
+
+    from ali_dist.evaluate.cli import main as evaluate_main
+    summary, _ = toy_run
+    run_id = summary["mlflow_run_id"]
+    assert evaluate_main([run_id, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["step"] == 300 and report["mlflow_run_id"] == run_id
+    client = MlflowClient(summary["tracking_uri"])
+    arts = {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/toy_panels.png", "evaluation/report.html"} <= arts
+    strict = client.get_metric_history(run_id, "modes_strict")
+    assert [m.step for m in strict] == [150, 300, 300]     # training's two, then this one
+    assert strict[-1].value == report["metrics"]["modes_strict"]
+
+
 def test_existing_run_name_needs_resume(toy_run):
     _, out = toy_run
     with pytest.raises(SystemExit, match="--resume"):

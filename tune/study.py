@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ali_dist import config as config_lib, storage as storage_lib, tracking
+from ali_dist.methods import LABELLED
 
 from . import record
 
-MODELS = config_lib.METHOD_NAMES      # what the toy study can train: every method
+# what the toy study can train: every method that needs no labels (the toy has none)
+MODELS = tuple(m for m in config_lib.METHOD_NAMES if m not in LABELLED)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,14 +26,57 @@ def reconstruction_grid(x: torch.Tensor, x_rec: torch.Tensor, columns: int = 10)
     return to_uint8_grid(pairs, columns)
 
 
-def interpolation_grid(model, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8) -> np.ndarray:
-    """Rows: decode((1 - t) E(x1) + t E(x2)) for t in [0, 1], endpoints the real images."""
-    z1, z2 = model.encode(x1), model.encode(x2)
-    t = torch.linspace(0, 1, steps, device=z1.device)[None, :, None]
+def interpolation_grid(model, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8,
+                       level=None) -> np.ndarray:
+    """The paper's Figure 6: a row per pair, x1, then decode((1 - t) E(x1) + t E(x2)) for
+    `steps` t from 0 to 1 (E the encoder's mean), then x2. `level`: HALI's z1 or z2."""
+    from . import hooks
+    z1, z2 = hooks.encode(model, x1, level=level), hooks.encode(model, x2, level=level)
+    t = torch.linspace(0, 1, steps, device=z1.device).view(1, steps, *[1] * (z1.dim() - 1))
     z = (1 - t) * z1[:, None] + t * z2[:, None]
-    mid = model.decode(z.flatten(0, 1)).view(len(x1), steps, *x1.shape[1:])
+    mid = hooks.decode(model, z.flatten(0, 1), level=level).view(len(x1), steps, *x1.shape[1:])
     rows = torch.cat([x1[:, None].to(mid), mid, x2[:, None].to(mid)], dim=1)
     return to_uint8_grid(rows.flatten(0, 1), steps + 2)
+
+
+INPAINT_SNAPSHOTS = (1, 2, 4, 8, 16)   # the iterations an inpainting row shows
+
+
+def centre_mask(shape, share: float = 0.5) -> torch.Tensor:
+    """1 where a pixel is known, 0 in the centre square of side `share` x the image side."""
+    h, w = shape[-2:]
+    mh, mw = round(h * share), round(w * share)
+    mask = torch.ones(1, 1, h, w)
+    mask[..., (h - mh) // 2:(h - mh) // 2 + mh, (w - mw) // 2:(w - mw) // 2 + mw] = 0
+    return mask
+
+
+@torch.no_grad()
+def inpaint(model, x: torch.Tensor, mask: torch.Tensor, iterations: int = 16,
+            level=None, fill: float = 0.5) -> list[torch.Tensor]:
+    """Fill the unknown pixels (mask 0) by iterating x <- reconstruct(x) with the known pixels
+    put back after every pass (the HALI slides' inpainting); the unknown start at `fill`.
+    Returns the image after each iteration."""
+    from . import hooks
+    mask = mask.to(x)
+    current = x * mask + fill * (1 - mask)
+    out = []
+    for _ in range(iterations):
+        rec = hooks.reconstruct(model, current, level=level).to(x)
+        current = x * mask + rec * (1 - mask)
+        out.append(current)
+    return out
+
+
+def inpainting_grid(model, x: torch.Tensor, level=None, share: float = 0.5,
+                    snapshots: tuple[int, ...] = INPAINT_SNAPSHOTS) -> np.ndarray:
+    """A row per image: the original, the input with its centre masked (grey), then the
+    fill after each of `snapshots` encode/decode iterations."""
+    mask = centre_mask(x.shape, share)
+    steps = inpaint(model, x, mask, max(snapshots), level)
+    masked = x * mask.to(x) + 0.5 * (1 - mask.to(x))
+    cols = [x, masked] + [steps[k - 1] for k in snapshots]
+    return to_uint8_grid(torch.stack(cols, dim=1).flatten(0, 1), len(cols))
 
 
 def toy_figure(model, held_out: torch.Tensor, title: str = ""):

@@ -7,6 +7,9 @@
     gan_inverse  a GAN, then an encoder fitted to invert its frozen decoder   (inverse.py)
     gan_posthoc  a GAN, then encoder + fresh joint D by the ALI game          (posthoc.py)
     vae          encoder and decoder by the evidence lower bound              (vae.py)
+    kplus1       semi-supervised ALI: D(x, z) with K + 1 outputs, a labelled   (kplus1.py)
+                 subset of the training data
+    classifier   the K+1 discriminator trained on the labelled subset alone  (kplus1.py)
 
 `MODEL_PARTS` says what the model each trains holds (what users load afterwards).
 """
@@ -15,15 +18,19 @@ from __future__ import annotations
 from .adversarial import GAN, Adversarial
 from .base import Batch, Method, Phase, Stage
 from .inverse import InverseMapping
+from .kplus1 import KPlus1, LabelsOnly, data_classes
 from .posthoc import PostHocInference
 from .vae import VAE
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (
-    Adversarial, GAN, InverseMapping, PostHocInference, VAE)}
+    Adversarial, GAN, InverseMapping, PostHocInference, VAE, KPlus1, LabelsOnly)}
 
 # method -> (has an encoder, its discriminator: "joint", "x" or None)
 MODEL_PARTS = {"ali": (True, "joint"), "gan": (False, "x"), "gan_inverse": (True, "x"),
-               "gan_posthoc": (True, "joint"), "vae": (True, None)}
+               "gan_posthoc": (True, "joint"), "vae": (True, None),
+               "kplus1": (True, "joint"), "classifier": (True, "joint")}
+
+LABELLED = ("kplus1", "classifier")    # train on a labelled subset; D has K + 1 outputs
 
 BASELINES = ("gan_inverse", "gan_posthoc", "vae")     # the paper's Figure 8 comparisons
 
@@ -51,15 +58,21 @@ def check_model(method: str, preset, conditional: bool = False) -> None:
 
 
 def build_model(method: str, preset, init_std: float | None = None, conditional: bool = False,
-                y_dim: int | None = None):
+                y_dim: int | None = None, classes: int | None = None):
     """The model a method trains, untrained (also what `ali_dist.load` fills with weights):
     HALI for a hierarchical preset, else ALI with the method's parts. `conditional`: every
-    network reads y, of `y_dim` classes or attributes (default: the preset's)."""
+    network reads y, of `y_dim` classes or attributes (default: the preset's). `classes`: K,
+    for the methods whose D has K + 1 outputs."""
     from ..models import ALI, HALI, get_preset
     p = get_preset(preset) if isinstance(preset, str) else preset
     check_model(method, p, conditional)
     if p.is_hierarchical:
         return HALI(p, init_std=init_std, conditional=conditional, y_dim=y_dim)
+    if method in LABELLED:
+        from ..models.kplus1 import KPlus1ALI
+        if not classes:
+            raise ValueError(f"method {method!r} needs the class count K (--classes)")
+        return KPlus1ALI(p, classes, init_std=init_std, name=method)
     encoder, discriminator = MODEL_PARTS[method]
     return ALI(p, encoder=encoder, discriminator=discriminator, init_std=init_std,
                name=method, conditional=conditional, y_dim=y_dim)
@@ -68,16 +81,22 @@ def build_model(method: str, preset, init_std: float | None = None, conditional:
 def build(cfg) -> Method:
     """The method a resolved config asks for, with its model."""
     m, o = cfg.model, cfg.optim
-    model = build_model(m.method, m.preset, m.init_std, m.conditional, m.y_dim)
+    if m.method in LABELLED and not m.classes:
+        m.classes = data_classes(cfg.data)   # kept in the config: checkpoints and load see K
+    model = build_model(m.method, m.preset, m.init_std, m.conditional, m.y_dim, m.classes)
     cls = METHODS[m.method]
     if cls is VAE:
         return VAE(model)
+    if cls is LabelsOnly:
+        return LabelsOnly(model, cfg.data.labels, cfg.data.label_seed)
     game = dict(update=o.update, r1=o.r1, r1_every=o.r1_every, d_steps=o.d_steps)
+    if cls is KPlus1:
+        return KPlus1(model, cfg.data.labels, cfg.data.label_seed, **game)
     if cls is PostHocInference:
         return PostHocInference(model, init_std=model.preset.init_std if m.init_std is None
                                 else m.init_std, **game)
     return cls(model, **game)
 
 
-__all__ = ["METHODS", "BASELINES", "CONDITIONAL_METHODS", "Batch", "Method", "Phase", "Stage",
-           "build", "build_model", "check", "check_model"]
+__all__ = ["METHODS", "BASELINES", "CONDITIONAL_METHODS", "LABELLED", "Batch", "Method",
+           "Phase", "Stage", "build", "build_model", "check", "check_model"]

@@ -13,6 +13,8 @@ A method is an `nn.Module` holding every network it trains; `.model` is the part
                     what a phase computes; `ctx` is shared by the phases of one step (a
                     phase may reuse what an earlier one computed)
     begin_stage(stage)   called when a stage starts (freeze what it must not train)
+    prepare(loader)      called once before training with the run's loader (a method that
+                         reads data beyond its batches, such as a labelled subset, reads it)
 
 A phase names the groups its losses update. Within a phase every group's loss is taken from
 the same forward pass, each backpropagated into its own group's parameters only: ALI's
@@ -65,6 +67,9 @@ class Method(nn.Module):
         raise NotImplementedError
 
     def begin_stage(self, stage: Stage) -> None:
+        pass
+
+    def prepare(self, loader) -> None:
         pass
 
     # --- derived, the same for every method ---

@@ -38,10 +38,11 @@ class PixelBias(nn.Module):
         return x + self.bias
 
 
-def _width(out, preset: Preset) -> int:
+def _width(out, preset: Preset, logits: int = 1) -> int:
     z1 = preset.hierarchy.z1_channels if preset.hierarchy else 0
     return {Z2: 2 * preset.z_dim, Z1: 2 * z1,
-            IMG: preset.channels if preset.is_image else preset.data_dim, LOGIT: 1}.get(out, out)
+            IMG: preset.channels if preset.is_image else preset.data_dim,
+            LOGIT: logits}.get(out, out)
 
 
 def _activation(name: str, preset: Preset) -> nn.Module | None:
@@ -78,17 +79,18 @@ def concat_embedding(h: torch.Tensor, emb: torch.Tensor | None) -> torch.Tensor:
 
 def build_stack(layers: tuple[Layer, ...], in_width: int, preset: Preset,
                 pixel_bias: bool = False, cond_at: int | None = None,
-                cond_width: int = 0) -> tuple[Stack, int]:
+                cond_width: int = 0, logits: int = 1) -> tuple[Stack, int]:
     """One table -> a `Stack` with one block per table row (so `net[i]` is row i); returns
     it with its output width. A row's block is
     [dropout] layer [batch norm] [pixel bias] [dropout] [non-linearity].
-    `cond_at`: the row whose input also takes `cond_width` channels of y's embedding."""
+    `cond_at`: the row whose input also takes `cond_width` channels of y's embedding.
+    `logits`: the width of a LOGIT row (a K+1 discriminator has K+1)."""
     rows: list[nn.Module] = []
     width = in_width
     for i, row in enumerate(layers):
         if i == cond_at:
             width += cond_width
-        out = _width(row.out, preset)
+        out = _width(row.out, preset, logits)
         mods: list[nn.Module] = []
         if row.dropout > 0:
             mods.append(nn.Dropout(row.dropout))
@@ -200,23 +202,26 @@ class Decoder(Conditioned):
 class Discriminator(Conditioned):
     """D(x, z): D(x) and D(z) branches, concatenated on channels, then D(x, z) -> one logit.
     With `joint=False` (the GAN variant) there is no D(z) branch and D sees x only. y, if any,
-    joins the input of D(x, z), beside both branches (the authors' conditional code)."""
+    joins the input of D(x, z), beside both branches (the authors' conditional code).
+    `outputs` > 1: that many logits per pair, (B, outputs) (the K+1 classifier's)."""
 
-    def __init__(self, preset: Preset, joint: bool = True, y_dim: int = 0):
+    def __init__(self, preset: Preset, joint: bool = True, y_dim: int = 0, outputs: int = 1):
         super().__init__()
         e = self._init_condition(preset, y_dim)
+        self.outputs = outputs
         self.is_image = preset.is_image
         x_in = preset.channels if preset.is_image else preset.data_dim
         self.d_x, x_width = build_stack(preset.d_x, x_in, preset)
         self.d_z, z_width = build_stack(preset.d_z, preset.z_dim, preset) if joint else (None, 0)
         self.d_xz, _ = build_stack(preset.d_xz, x_width + z_width, preset,
-                                   cond_at=0 if e else None, cond_width=e)
+                                   cond_at=0 if e else None, cond_width=e, logits=outputs)
 
     def forward(self, x, z=None, y=None):
         h = self.d_x(x)
         if self.d_z is not None:
             h = torch.cat([h, self.d_z(_as_input(z, self.is_image))], dim=1)
-        return self.d_xz(h, self._embedding(y)).flatten()
+        out = self.d_xz(h, self._embedding(y)).flatten(1)
+        return out.flatten() if self.outputs == 1 else out
 
 
 class HierarchicalEncoder(nn.Module):
