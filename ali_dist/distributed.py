@@ -86,6 +86,22 @@ class _Group(nn.Module):
         return fn()
 
 
+def _newer_ddp_options() -> dict:
+    """Options that only recent torch releases take (the project pins torch 2.14; a GPU
+    machine with an older torch still runs the step): the buffer-sync switch by its newer
+    name, and batched gradient copies into the buckets."""
+    import inspect
+    accepted = inspect.signature(DDP.__init__).parameters
+    out = {"forward_sync_buffers": False} if "forward_sync_buffers" in accepted else \
+        {"broadcast_buffers": False}
+    if "batched_grad_copy" in accepted:
+        out["batched_grad_copy"] = True
+    return out
+
+
+_NEWER_DDP_OPTIONS = _newer_ddp_options()
+
+
 def wrap_group(modules: list[nn.Module], options: DDPOptions) -> DDP:
     """A DDP wrapper over one group's networks, for the parameters that train now.
 
@@ -97,9 +113,8 @@ def wrap_group(modules: list[nn.Module], options: DDPOptions) -> DDP:
     evaluation and checkpoint (`sync_buffers_`). No sync at construction: the loop starts
     every rank from rank 0's weights (`broadcast_module_`) before the first step, and a
     wrapper made when a later stage begins must not overwrite the ranks' statistics."""
-    ddp = DDP(_Group(modules), init_sync=False, forward_sync_buffers=False, static_graph=True,
-              gradient_as_bucket_view=True, batched_grad_copy=True,
-              bucket_cap_mb=options.bucket_mb)
+    ddp = DDP(_Group(modules), init_sync=False, static_graph=True, gradient_as_bucket_view=True,
+              bucket_cap_mb=options.bucket_mb, **_NEWER_DDP_OPTIONS)
     if options.grad_compression == "bf16":
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
         ddp.register_comm_hook(None, default_hooks.bf16_compress_hook)
