@@ -191,6 +191,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                     f"{rollbacks} rollback(s) used)")
                 tracker.tag("diverged", msg)
             report({"step": step, "diverged": 1, "divergence": msg}, None)
+            step_fn.uncompile()
             return model
         last = step == total or out_of_time
         log_now, eval_now, ckpt_now = log_now or last, eval_now or last, ckpt_now or last
@@ -228,6 +229,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                 say(f"time limit of {cfg.run.time_limit} min reached at step "
                     f"{step}")
             break
+    step_fn.uncompile()     # what the run hands back is a plain model
     return model
 
 

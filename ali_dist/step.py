@@ -82,11 +82,12 @@ def compile_networks(method: Method) -> list[str]:
     return names
 
 
-def _uncompile(method: Method) -> None:
+def _uncompile(method: Method, reset: bool = False) -> None:
     for modules in method.groups().values():
         for m in modules:
             m._compiled_call_impl = None
-    torch._dynamo.reset()
+    if reset:                    # after a failure: drop what the compiler cached
+        torch._dynamo.reset()
 
 
 def _is_compile_error(e: BaseException) -> bool:
@@ -157,9 +158,15 @@ class TrainStep:
                   f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}); "
                   f"training without compilation", file=sys.__stdout__ or sys.stdout,
                   flush=True)
-            _uncompile(self.method)
+            _uncompile(self.method, reset=True)
             self.compiled = []
             return self._run(batch, stage, step)
+
+    def uncompile(self) -> None:
+        """The networks run eagerly from now on (the end of training)."""
+        if self.compiled:
+            _uncompile(self.method)
+            self.compiled = []
 
     def eager(self):
         """A context in which the compiled networks run eagerly: evaluation calls them in
