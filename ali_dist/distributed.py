@@ -115,6 +115,9 @@ def wrap_group(modules: list[nn.Module], options: DDPOptions) -> DDP:
     wrapper made when a later stage begins must not overwrite the ranks' statistics."""
     ddp = DDP(_Group(modules), init_sync=False, static_graph=True, gradient_as_bucket_view=True,
               bucket_cap_mb=options.bucket_mb, **_NEWER_DDP_OPTIONS)
+    # DDP's own timing statistics wait for CUDA events (a host sync) in its first 10
+    # iterations and every 100th after: keep it to the first 10, warm-up anyway.
+    ddp._set_ddp_runtime_logging_sample_rate(2**31 - 1)
     if options.grad_compression == "bf16":
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
         ddp.register_comm_hook(None, default_hooks.bf16_compress_hook)

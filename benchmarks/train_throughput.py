@@ -495,6 +495,14 @@ class PreviousStep:
         return metrics
 
 
+DDP_VARIANTS = {   # name -> DDP options (None: the previous step and its manual reducer)
+    "DDP": distributed.DDPOptions(),
+    "DDP + bf16 gradients": distributed.DDPOptions(grad_compression="bf16"),
+    "DDP, 400 MB buckets (one per group)": distributed.DDPOptions(bucket_mb=400),
+    "previous manual all-reduce": None,
+}
+
+
 def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, args: dict, q) -> None:
     import torch.distributed as dist
     torch.set_num_threads(args["threads"])
@@ -503,16 +511,12 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, args: dict, q)
     cfg = config_lib.Config.from_dict(cfg_dict)
     o = cfg.optim
     steps = {}
-    for name in ("DDP", "DDP + bf16 gradients", "previous manual all-reduce"):
+    for name, ddp in DDP_VARIANTS.items():
         torch.manual_seed(0)
         method = methods.build(cfg)
         opt = make_optimizers(method, o.lr, o.beta1, o.beta2)
-        if name.startswith("previous"):
-            steps[name] = (method, PreviousStep(method, opt))
-        else:
-            comp = "bf16" if "bf16" in name else "none"
-            steps[name] = (method, TrainStep(method, opt, torch.device("cpu"), "fp32",
-                                             ddp=distributed.DDPOptions(grad_compression=comp)))
+        steps[name] = (method, PreviousStep(method, opt) if ddp is None else
+                       TrainStep(method, opt, torch.device("cpu"), "fp32", ddp=ddp))
     torch.manual_seed(1 + rank)
     p = next(iter(steps.values()))[0].model.preset
     x = torch.rand(o.batch_size, p.channels, p.image_size, p.image_size)

@@ -54,7 +54,7 @@ def test_train_throughput_quick_run_writes_every_section(tmp_path, capsys, ali_h
     assert all(_positive(p["ray_images_per_s"]) for p in res["ray"]["pairs"])
 
     ddp = {r["step"]: r for r in res["ddp"]["rows"]}
-    assert set(ddp) == {"DDP", "DDP + bf16 gradients", "previous manual all-reduce"}
+    assert set(ddp) >= {"DDP", "DDP + bf16 gradients", "previous manual all-reduce"}
     assert all(r["ranks_identical"] and _positive(r["vs_manual"]) for r in ddp.values())
 
     sc = res["scaling"]
