@@ -77,6 +77,10 @@ class DataConfig:
                             "paper's SVHN table, 100 for digits)")
     label_seed: int = _f(0, "seed of the labelled draw: fixed, so runs that differ in --seed "
                          "train on the same labels")
+    cache_on_device: bool = _f(False, "decode the training split once into the worker's "
+                               "device memory (uint8) and serve shuffled (and, with --flip, "
+                               "flipped) batches from there: for datasets that fit (CelebA "
+                               "at 64 px is about 2.5 GB per worker)")
 
 
 @dataclass
@@ -111,6 +115,13 @@ class OptimConfig:
                        "same): the lazy regularisation that makes it cheap")
     d_steps: int = _f(1, "discriminator updates per encoder/decoder update (with --update "
                       "alternating; they reuse the step's batch)")
+    compile: str = _f("auto", "torch.compile the networks: on, off, or auto (on with CUDA; "
+                      "off on CPU, where it did not help: see benchmarks/README.md); if "
+                      "compiling fails the run says so and trains uncompiled",
+                      choices=("auto", "on", "off"))
+    channels_last: str = _f("auto", "keep networks and batches channels-last (NHWC): on, "
+                            "off, or auto (on with CUDA, where cuDNN's fast kernels want it; "
+                            "off on CPU, where it was slower)", choices=("auto", "on", "off"))
 
 
 @dataclass
@@ -155,6 +166,12 @@ class RunConfig:
     log_checkpoints: bool = _f(False, "also log every checkpoint to MLflow, as artifacts "
                                "checkpoints/step_<step>/state.pt (they are in Ray storage "
                                "either way)")
+    grad_compression: str = _f("none", "gradients on the wire between workers: none (fp32) "
+                               "or bf16 (half the bytes, for slow links between nodes; "
+                               "gradients keep 8 bits of mantissa)", choices=("none", "bf16"))
+    bucket_mb: float = _f(25.0, "DDP gradient bucket size in MB: each bucket is all-reduced "
+                          "as soon as its gradients are ready, overlapping the rest of the "
+                          "backward pass")
 
 
 @dataclass
@@ -269,7 +286,7 @@ def resolve(cfg: Config) -> Config:
                     ("checkpoint_every", cfg.run.checkpoint_every),
                     ("probe_draws", cfg.eval.probe_draws), ("r1_every", o.r1_every),
                     ("labels", d.labels), ("fid_samples", cfg.eval.fid_samples),
-                    ("d_steps", o.d_steps)):
+                    ("d_steps", o.d_steps), ("bucket_mb", cfg.run.bucket_mb)):
         if v is None or v < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     if not 0 <= o.beta1 < 1 or not 0 <= o.beta2 < 1:

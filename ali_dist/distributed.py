@@ -1,9 +1,18 @@
 """Process-group helpers. The only torch.distributed calls in the package live here; every
-function is a no-op without an initialised process group (one process, tests, the API)."""
+function is a no-op without an initialised process group (one process, tests, the API).
+
+Gradients are averaged by torch DDP, one wrapper per optimiser group (`wrap_group`): ALI's
+simultaneous update takes D's gradient from the D loss and E/G's from the generator loss, both
+from one forward pass, which one DDP module (one backward per forward) cannot express; two
+wrappers can, each expecting its own group's gradients from its own loss's backward pass."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 def is_distributed() -> bool:
@@ -18,12 +27,8 @@ def world() -> tuple[int, int]:
 
 
 def all_reduce_mean_(tensors: list[torch.Tensor]) -> None:
-    """Average tensors across ranks in place, with one collective on a flat buffer.
-
-    Data parallelism as DDP does it, minus the reducer: ALI's simultaneous update takes two
-    gradients (D's and E/G's) from one graph, which DDP's one-backward-per-forward hooks cannot
-    express, so the step all-reduces its gradients itself (as stylegan2-ada's loop does).
-    """
+    """Average tensors across ranks in place, with one collective on a flat buffer (batch-norm
+    running statistics before evaluation and checkpoints; gradients go through DDP)."""
     if not is_distributed() or not tensors:
         return
     flat = torch.cat([t.reshape(-1) for t in tensors])
@@ -35,17 +40,107 @@ def all_reduce_mean_(tensors: list[torch.Tensor]) -> None:
         offset += t.numel()
 
 
-def agree(flag: bool, device=None) -> bool:
-    """True on every rank if it is true on any: ranks must stop in the same step."""
-    if not is_distributed():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+def agree(flags: list, device=None) -> list[bool]:
+    """Each flag true on every rank if it is true on any (ranks must stop, roll back or end
+    in the same step), in one collective. The caller's one host sync: call it where the loop
+    may synchronise anyway (logging and checkpoint steps), never per step."""
+    t = torch.stack([torch.as_tensor(f, device=device).reshape(()).to(torch.float32)
+                     for f in flags])
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [v > 0 for v in t.tolist()]
 
 
-def sync_grads_(params) -> None:
-    all_reduce_mean_([p.grad for p in params if p.grad is not None])
+# ---- data parallelism: torch DDP, one wrapper per optimiser group ----
+
+GRAD_COMPRESSION = ("none", "bf16")
+
+
+@dataclass(frozen=True)
+class DDPOptions:
+    """How gradients are averaged. Buckets of `bucket_mb` are all-reduced while the backward
+    pass goes on (DDP's overlap); `grad_compression="bf16"` halves the bytes on the wire
+    (casts each bucket to bf16 and back: for slow links between nodes)."""
+    bucket_mb: float = 25.0
+    grad_compression: str = "none"
+
+    def __post_init__(self):
+        if self.grad_compression not in GRAD_COMPRESSION:
+            raise ValueError(f"unknown gradient compression {self.grad_compression!r}; "
+                             f"choose one of {GRAD_COMPRESSION}")
+        if self.bucket_mb <= 0:
+            raise ValueError(f"the DDP bucket size must be positive, got {self.bucket_mb} MB")
+
+
+class _Group(nn.Module):
+    """One optimiser group's networks as one module for DDP. Its forward runs a closure: a
+    method computes every group's loss in one pass of its own code (ALI's simultaneous
+    update), so each group's wrapper sees that pass as its forward and its own group's loss
+    as its output."""
+
+    def __init__(self, modules: list[nn.Module]):
+        super().__init__()
+        self.nets = nn.ModuleList(modules)
+
+    def forward(self, fn):
+        return fn()
+
+
+def _newer_ddp_options() -> dict:
+    """Options that only recent torch releases take (the project pins torch 2.14; a GPU
+    machine with an older torch still runs the step): the buffer-sync switch by its newer
+    name, and batched gradient copies into the buckets."""
+    import inspect
+    accepted = inspect.signature(DDP.__init__).parameters
+    out = {"forward_sync_buffers": False} if "forward_sync_buffers" in accepted else \
+        {"broadcast_buffers": False}
+    if "batched_grad_copy" in accepted:
+        out["batched_grad_copy"] = True
+    return out
+
+
+_NEWER_DDP_OPTIONS = _newer_ddp_options()
+
+
+def wrap_group(modules: list[nn.Module], options: DDPOptions) -> DDP:
+    """A DDP wrapper over one group's networks, for the parameters that train now.
+
+    static_graph: every step of a stage uses the same parameters, so DDP learns the unused
+    ones (a frozen part, a branch a stage skips) in its first step instead of searching the
+    graph every step. gradient_as_bucket_view + batched_grad_copy: gradients are copied into
+    the buckets with one kernel per bucket and left there (no copy back, no second buffer).
+    No buffer broadcasts: ranks keep their own batch-norm statistics, averaged before each
+    evaluation and checkpoint (`sync_buffers_`). No sync at construction: the loop starts
+    every rank from rank 0's weights (`broadcast_module_`) before the first step, and a
+    wrapper made when a later stage begins must not overwrite the ranks' statistics."""
+    ddp = DDP(_Group(modules), init_sync=False, static_graph=True, gradient_as_bucket_view=True,
+              bucket_cap_mb=options.bucket_mb, **_NEWER_DDP_OPTIONS)
+    # DDP's own timing statistics wait for CUDA events (a host sync) in its first 10
+    # iterations and every 100th after: keep it to the first 10, warm-up anyway.
+    ddp._set_ddp_runtime_logging_sample_rate(2**31 - 1)
+    if options.grad_compression == "bf16":
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+        ddp.register_comm_hook(None, default_hooks.bf16_compress_hook)
+    return ddp
+
+
+def forward_through(wrappers: dict[str, DDP], fn):
+    """Run `fn() -> ({group: loss}, metrics)` once, as the forward pass of every wrapper in
+    `wrappers` (nested): each wrapper's output is its own group's loss, so DDP expects
+    exactly that group's gradients from the backward pass of that loss. With none (one
+    process), just fn()."""
+    if not wrappers:
+        return fn()
+    (group, ddp), rest = next(iter(wrappers.items())), dict(list(wrappers.items())[1:])
+    box = {}
+
+    def inner():
+        box["out"] = forward_through(rest, fn)
+        return box["out"][0][group]
+
+    loss = ddp(inner)
+    losses, metrics = box["out"]
+    return {**losses, group: loss}, metrics
 
 
 def sync_buffers_(module: torch.nn.Module) -> None:

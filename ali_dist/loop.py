@@ -20,7 +20,9 @@ from .data import make_loader
 from .evaluate import evaluate, probe, suite
 from .methods import Batch
 from .models.networks import init_output_bias
-from .step import TrainStep, make_optimizers
+from .distributed import DDPOptions
+from .step import (TrainStep, configure_device, make_optimizers,
+                   resolve_switch)
 from .tracking import Tracker
 
 def say(msg: str) -> None:
@@ -83,8 +85,15 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     if cfg.run.sync_bn:
         method = distributed.convert_sync_batchnorm(method)
     model = method.model
-    opt = make_optimizers(method, cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2)
-    step_fn = TrainStep(method, opt, device, cfg.optim.precision)
+    o = cfg.optim
+    configure_device(device)
+    opt = make_optimizers(method, o.lr, o.beta1, o.beta2)
+    step_fn = TrainStep(method, opt, device, o.precision,
+                        ddp=DDPOptions(cfg.run.bucket_mb, cfg.run.grad_compression),
+                        channels_last=resolve_switch("channels-last", o.channels_last, device),
+                        compile=resolve_switch("compile", o.compile, device))
+    if step_fn.compiled and rank == 0:
+        say(f"compiling {len(step_fn.compiled)} networks (the first step takes longer)")
     loader = make_loader(cfg, rank, world, device)
     if model.conditional:
         check_condition(model, loader)
@@ -130,7 +139,6 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     step_gap = 0.0   # the longest time between two steps' ends in a log interval: a stall shows
     steps_at_last, steps_at_start = step, step
     deadline = t_start + 60 * cfg.run.time_limit if cfg.run.time_limit else math.inf
-    o = cfg.optim
     stage = None
 
     def set_stage_and_lr():
@@ -147,16 +155,29 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             for g in o_.param_groups:
                 g["lr"] = lr
 
+    watch = DivergenceWatch(cfg.run.collapse_loss)
     while step < total:
         x, y = next(batches)
         set_stage_and_lr()
         m = step_fn(Batch(x, y), stage, step)
         step += 1
         step_gap, t_step = max(step_gap, time.perf_counter() - t_step), time.perf_counter()
-        problem = _divergence(m, cfg.run.collapse_loss)
-        if distributed.agree(problem is not None, device):
-            problem = problem or "another rank diverged"
-            msg = (f"training diverged at step {step} ({problem}; lr {_lr(opt):.3g})")
+        watch.add(m, step)
+        meter.add(m)
+        # Between check points the loop never waits for the device: the step's metrics and
+        # the divergence flags stay there. At a logging, evaluation or checkpoint step (which
+        # wait anyway) one collective says whether any rank diverged or is out of time.
+        log_now = step % cfg.run.log_every == 0
+        eval_now = step % cfg.run.eval_every == 0
+        ckpt_now = step % cfg.run.checkpoint_every == 0
+        if not (log_now or eval_now or ckpt_now or step == total):
+            continue
+        problem = watch.check()
+        diverged, out_of_time = distributed.agree(
+            [problem is not None, time.perf_counter() > deadline], device)
+        if diverged:
+            bad_step, why = problem or (step, "another rank diverged")
+            msg = f"training diverged at step {bad_step} ({why}; lr {_lr(opt):.3g})"
             if cfg.run.on_divergence == "rollback" and rollbacks < cfg.run.max_rollbacks:
                 rollbacks += 1
                 step = load(good)
@@ -173,16 +194,10 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                     f"{rollbacks} rollback(s) used)")
                 tracker.tag("diverged", msg)
             report({"step": step, "diverged": 1, "divergence": msg}, None)
+            step_fn.uncompile()
             return model
-        meter.add(m)
-        log_now = step % cfg.run.log_every == 0
-        out_of_time = log_now and distributed.agree(time.perf_counter() > deadline, device)
         last = step == total or out_of_time
-        log_now = log_now or last
-        eval_now = step % cfg.run.eval_every == 0 or last
-        ckpt_now = step % cfg.run.checkpoint_every == 0 or last
-        if not (log_now or eval_now or ckpt_now):
-            continue
+        log_now, eval_now, ckpt_now = log_now or last, eval_now or last, ckpt_now or last
         metrics = {"step": step, "epoch": step / loader.batches_per_epoch,
                    "lr": _lr(opt), "rollbacks": rollbacks}
         if hasattr(loader, "skipped_samples"):
@@ -199,13 +214,14 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                     f"{metrics['samples_per_s']:.0f} samples/s | eta {eta:.0f}s")
         if eval_now:
             distributed.sync_buffers_(model)
-            metrics.update(evaluate(model, loader, tracker, step, is_rank0=rank == 0,
-                                    final=last, probe=cfg.eval if last else None,
-                                    init_std=cfg.model.init_std))
+            with step_fn.eager():
+                metrics.update(evaluate(model, loader, tracker, step, is_rank0=rank == 0,
+                                        final=last, probe=cfg.eval if last else None,
+                                        init_std=cfg.model.init_std))
+                metrics.update(suite.periodic(model, loader, cfg.eval, final=last,
+                                              is_rank0=rank == 0))
             if "probe_error" in metrics:
                 say(probe.describe(metrics))
-            metrics.update(suite.periodic(model, loader, cfg.eval, final=last,
-                                          is_rank0=rank == 0))
             if last and "classify_error" in metrics:
                 say(f"{cfg.model.method}: test error {100 * metrics['classify_error']:.1f} % "
                     f"with {cfg.data.labels} labels")
@@ -222,6 +238,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
                 say(f"time limit of {cfg.run.time_limit} min reached at step "
                     f"{step}")
             break
+    step_fn.uncompile()     # what the run hands back is a plain model
     return model
 
 
@@ -274,7 +291,7 @@ def _lr(opt) -> float:
 
 
 def _divergence(m: dict, collapse_loss: float) -> str | None:
-    """Why this step's metrics mean the run has gone wrong, or None."""
+    """Why one step's metrics (numbers) mean the run has gone wrong, or None."""
     values = {k: float(v) for k, v in m.items()}
     bad = {k: v for k, v in values.items() if not math.isfinite(v)}
     if bad:
@@ -284,3 +301,45 @@ def _divergence(m: dict, collapse_loss: float) -> str | None:
         return (f"discriminator collapsed: loss_d={loss_d:.2e} < {collapse_loss:g}, the "
                 f"generator's gradient vanishes")
     return None
+
+
+class DivergenceWatch:
+    """Divergence flags accumulated on the device: `add` (every step) queues a few tiny
+    kernels and never waits; `check` (at check points: one host sync) says whether a step
+    since the last check went wrong: (the first such step, why), or None. A rollback goes to
+    the last checkpoint whichever step it was, so knowing it late costs only the steps run
+    since, at most one logging interval."""
+
+    def __init__(self, collapse_loss: float):
+        self.collapse = collapse_loss
+        self.seen = None        # any bad step since the last check (device bool)
+        self.kinds: dict = {}   # metric names -> (first bad step, its values), on the device
+
+    def add(self, m: dict, step: int) -> None:
+        keys = tuple(sorted(m))
+        v = torch.stack([m[k].detach().float().reshape(()) for k in keys])
+        bad = ~torch.isfinite(v).all()
+        if self.collapse > 0 and "loss_d" in m:
+            bad = bad | (v[keys.index("loss_d")] < self.collapse)
+        new = bad if self.seen is None else bad & ~self.seen
+        self.seen = bad if self.seen is None else self.seen | bad
+        at = torch.full((), step, dtype=torch.int64, device=v.device)
+        if keys not in self.kinds:
+            self.kinds[keys] = (torch.where(new, at, -1), v)
+        else:
+            first, vals = self.kinds[keys]
+            self.kinds[keys] = (torch.where(new, at, first), torch.where(new, v, vals))
+
+    def check(self) -> tuple[int, str] | None:
+        if self.seen is None:
+            return None
+        kinds, self.seen, self.kinds = self.kinds, None, {}
+        found = []
+        for keys, (first, vals) in kinds.items():
+            row = torch.cat([first.reshape(1).to(vals), vals]).tolist()
+            if row[0] >= 0:
+                found.append((int(row[0]), dict(zip(keys, row[1:]))))
+        if not found:
+            return None
+        at, values = min(found, key=lambda f: f[0])
+        return at, _divergence(values, self.collapse) or "diverged"

@@ -39,7 +39,7 @@ def _rank_bn(rank: int, world: int, port: int, x: torch.Tensor, state: dict, q):
     (y * weights).sum().backward()
     grads = [bn.weight.grad.clone(), bn.bias.grad.clone()]
     for g in grads:
-        dist.all_reduce(g)          # what the step's gradient all-reduce sums (before /world)
+        dist.all_reduce(g)          # what DDP's gradient all-reduce sums (before /world)
     q.put((rank, type(bn).__name__, *(t.detach().numpy().copy() for t in (
         y, part.grad, grads[0], grads[1], bn.running_mean, bn.running_var))))
     dist.destroy_process_group()
@@ -99,6 +99,7 @@ def _rank_steps(rank: int, world: int, port: int, sync_bn: bool, q):
     import torch.distributed as dist
 
     from ali_dist import config as config_lib, methods
+    from ali_dist.methods import Batch
     from ali_dist.step import TrainStep, make_optimizers
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -106,17 +107,17 @@ def _rank_steps(rank: int, world: int, port: int, sync_bn: bool, q):
     cfg = config_lib.Config()
     cfg.model.preset = "digits"
     torch.manual_seed(0)
-    model = methods.build(config_lib.resolve(cfg))
+    method = methods.build(config_lib.resolve(cfg))
     if sync_bn:
-        model = distributed.convert_sync_batchnorm(model)
-    step = TrainStep(model, make_optimizers(model, 2e-4, 0.5, 0.999), torch.device("cpu"))
-    stage = model.stages(3)[0]
+        method = distributed.convert_sync_batchnorm(method)
+    step = TrainStep(method, make_optimizers(method, 2e-4, 0.5, 0.999), torch.device("cpu"))
+    stage = method.stages(10)[0]
     torch.manual_seed(100 + rank)                       # each rank its own batches and noise
     for i in range(3):                                  # ranks' data differ in scale
-        step(methods.Batch(torch.rand(8, 1, 32, 32) * (0.5 + rank)), stage, i)
-    stats = torch.cat([b.detach().flatten() for n, b in model.named_buffers()
+        step(Batch(torch.rand(8, 1, 32, 32) * (0.5 + rank)), stage, i)
+    stats = torch.cat([b.detach().flatten() for n, b in method.named_buffers()
                        if "running" in n]).numpy().copy()
-    params = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy().copy()
+    params = torch.cat([p.detach().flatten() for p in method.parameters()]).numpy().copy()
     q.put((rank, stats, params))
     dist.destroy_process_group()
 

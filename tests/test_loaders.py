@@ -185,6 +185,52 @@ def test_flip_mirrors_some_images_and_nothing_else(png):
         assert 5 < mirrored < 35
 
 
+def _cached(d, rank=0, world=2, flip=False, batch=8):
+    """--cache-on-device through make_loader, as a run builds it (svhn: 32 px RGB)."""
+    cfg = Config()
+    cfg.model.preset, cfg.data.data, cfg.optim.batch_size = "svhn", str(d), batch
+    cfg.data.cache_on_device, cfg.data.flip, cfg.data.loader = True, flip, "webdataset"
+    from ali_dist.config import resolve as resolve_config
+    return make_loader(resolve_config(cfg), rank, world, torch.device("cpu"))
+
+
+def test_cache_on_device_serves_each_rank_its_shuffled_part_every_epoch(png):
+    d, written = png
+    every = [key_of(img) for img in written["train"].expected(3)]
+    caches = [_cached(d, r) for r in (0, 1)]
+    assert type(caches[0]).__name__ == "DeviceCache" and caches[0].batches_per_epoch == 2
+    assert caches[0].x.dtype == torch.uint8 and len(caches[0].x) == 40   # decoded once
+    its = [iter(c) for c in caches]
+    epochs = []
+    for _ in range(3):
+        keys = [[key_of(img) for _ in range(2) for img in next(it)[0]] for it in its]
+        assert all(len(k) == 16 for k in keys) and set(keys[0]).isdisjoint(keys[1])
+        assert set(keys[0]) | set(keys[1]) <= set(every)
+        epochs.append(keys[0])
+    assert len({tuple(e) for e in epochs}) == 3           # another order every epoch
+    x, y = next(iter(_cached(d, 0)))
+    assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and y.dtype == torch.long
+    by_key = dict(zip(every, written["train"].labels))
+    assert [by_key[key_of(img)] for img in x] == y.tolist()   # labels travel with images
+
+
+def test_cache_on_device_resumes_and_flips(png):
+    d, written = png
+    straight = take(_cached(d, flip=True), 5)              # crosses into epoch 2
+    first = _cached(d, flip=True)
+    take(first, 3)
+    assert first.state_dict() == {"epoch": 1, "batch": 1}
+    resumed = _cached(d, flip=True)
+    resumed.load_state_dict(first.state_dict())
+    for (x, y), (x2, y2) in zip(straight[3:], take(resumed, 2)):
+        assert torch.equal(x, x2) and torch.equal(y, y2)
+    plain_images = written["train"].expected(3)
+    unflipped = {key_of(i) for i in plain_images}
+    keys = [key_of(i) for x, _ in take(_cached(d, flip=True), 10) for i in x]
+    assert set(keys) <= unflipped | {key_of(i.flip(-1)) for i in plain_images}
+    assert 10 < sum(k not in unflipped for k in keys) < 70
+
+
 def test_labels_attributes_and_none(plain, tmp_path):
     d, written = plain
     for kind in KINDS:

@@ -151,3 +151,33 @@ def test_step_on_gpu(precision):
     assert all(torch.isfinite(v) for v in out.values())
     if precision == "fp16":
         assert step.scaler.is_enabled()
+
+
+def test_compile_falls_back_to_eager_with_a_message_when_compiling_fails(monkeypatch, capfd):
+    """A machine without a working C++ compiler (inductor's CPU backend needs one): the first
+    step says so once, trains eagerly, and every later step stays eager."""
+    import torch._inductor.config as inductor
+    monkeypatch.setattr(inductor.cpp, "cxx", ("/nonexistent/c++",))
+    m, _, stage = make()
+    step = TrainStep(m, make_optimizers(m, 1e-3, 0.5, 0.999), torch.device("cpu"), "fp32",
+                     compile=True)
+    assert len(step.compiled) == 3                      # encoder, decoder, discriminator
+    before = _snapshot(m)
+    out = step(Batch(torch.randn(32, 2)), stage, 0)
+    assert "--compile: compiling failed (InductorError" in capfd.readouterr().out
+    assert step.compiled == [] and all(torch.isfinite(v) for v in out.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    assert all(n._compiled_call_impl is None for g in m.groups().values() for n in g)
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes"):   # other errors surface
+        step(Batch(torch.randn(32, 3)), stage, 1)
+
+
+def test_channels_last_and_fused_adam_train_on_cpu():
+    m, _, stage = make("digits")
+    step = TrainStep(m, make_optimizers(m, 1e-3, 0.5, 0.999, fused=True), torch.device("cpu"),
+                     "fp32", channels_last=True)
+    conv = next(p for p in m.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    assert all(o.defaults["fused"] for o in step.opt.values())
+    out = step(Batch(torch.rand(8, 1, 32, 32)), stage, 0)
+    assert all(torch.isfinite(v) for v in out.values())

@@ -9,7 +9,8 @@ uint8 tensor of binary attributes (one column per attribute), or None; and has:
 
 `toy.py` is the toy's; `images.py` holds what the DALI (`dali.py`) and webdataset (`wds.py`)
 pipelines share over the shards `shards.py` resolves, with the per-sample rules both use in
-`samples.py`; `make_loader` below picks one.
+`samples.py`; `make_loader` below picks one. `cache.py` (`--cache-on-device`) decodes the
+training split once through either and serves it from device memory.
 """
 from __future__ import annotations
 
@@ -47,10 +48,14 @@ def make_loader(cfg, rank: int, world: int, device):
         from .dali import DaliLoader as Loader
     else:
         from .wds import WdsLoader as Loader
-    return Loader(train, val, image_size=d.image_size, channels=d.channels,
-                  batch_size=cfg.optim.batch_size, rank=rank, world=world, seed=cfg.run.seed,
-                  threads=d.loader_threads, device=device,
-                  skip_bad_samples=d.skip_bad_samples, flip=d.flip, index_dir=_index_dir(cfg))
+    loader = Loader(train, val, image_size=d.image_size, channels=d.channels,
+                    batch_size=cfg.optim.batch_size, rank=rank, world=world, seed=cfg.run.seed,
+                    threads=d.loader_threads, device=device,
+                    skip_bad_samples=d.skip_bad_samples, flip=d.flip, index_dir=_index_dir(cfg))
+    if d.cache_on_device:   # decode once through the pipeline, then serve from the device
+        from .cache import DeviceCache
+        return DeviceCache(loader)
+    return loader
 
 
 def _index_dir(cfg) -> str:

@@ -31,7 +31,12 @@ from .shards import (DataError, Entry, ShardSet, index_cache_path, read_index, s
                      write_index)
 
 READER = "Reader"
-PREFETCH = 2                      # DALI's prefetch_queue_depth: batches run ahead of the one read
+# DALI's prefetch_queue_depth: batches decoded ahead of the one the step reads. With `mixed`
+# decoding a GPU step at ~10 ms per batch leaves no slack for a decode hiccup at depth 2: the
+# GPU pipeline keeps 3 ready (3 x batch x 12 KB at 64 px: a few MB of device memory).
+PREFETCH = 2
+PREFETCH_GPU = 3
+READER_PREFETCH = 2               # the reader's own queue: file reads run ahead of decoding
 LABEL_PAD = (0, 9, 10, 13, 32)    # bytes around an ASCII class label: DALI's padding, whitespace
 
 
@@ -64,6 +69,7 @@ class DaliLoader(ImageLoader):
                               else torch.cuda.current_device())
         else:
             self.device_id = None  # CPU-only DALI
+        self.prefetch = PREFETCH_GPU if self.device_id is not None else PREFETCH
         self._tmp = tempfile.TemporaryDirectory(prefix="ali-dali-")  # filtered indexes
         self._tables: dict[str, tuple[str, list[Entry]]] = {}   # shard -> (index, samples)
         self._excluded: dict[str, set[str]] = {}                # shard -> keys left out
@@ -149,13 +155,14 @@ class DaliLoader(ImageLoader):
         resize = tuple(plan.shards.image_hw) != self.out_hw
 
         @pipeline_def(batch_size=plan.batch_size, num_threads=max(1, self.threads),
-                      device_id=self.device_id, seed=plan.seed, prefetch_queue_depth=PREFETCH)
+                      device_id=self.device_id, seed=plan.seed,
+                      prefetch_queue_depth=self.prefetch)
         def pipe():
             outs = fn.readers.webdataset(
                 paths=files, index_paths=indexes, ext=spec.wanted, name=READER,
                 random_shuffle=plan.shuffle, initial_fill=SHUFFLE_BUFFER, seed=plan.seed,
                 shard_id=plan.part, num_shards=plan.parts, pad_last_batch=False,
-                missing_component_behavior="error")
+                missing_component_behavior="error", prefetch_queue_depth=READER_PREFETCH)
             outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
             encoded, label = outs[0], (outs[1] if len(outs) > 1 else None)
             if raw:  # for locating a failure: the encoded members and where they came from
@@ -244,7 +251,7 @@ class DaliLoader(ImageLoader):
     # ---- finding the culprit ----
     def _locate(self, plan: Plan, files, indexes, pos: int, failure: str) -> list[BadSample]:
         """The bad samples behind a failure at batch `pos`: first among the samples of batches
-        pos..pos+PREFETCH+1 (replayed by a reader-only pipeline), else by checking every sample
+        pos..pos+prefetch+1 (replayed by a reader-only pipeline), else by checking every sample
         of the plan's shards. Raises DataError when none can be found."""
         bad = self._check(plan.spec, self._replay(plan, files, indexes, pos))
         if not bad:  # the replay found nothing: check the shards themselves, in order
@@ -259,7 +266,7 @@ class DaliLoader(ImageLoader):
     def _replay(self, plan: Plan, files, indexes, pos: int):
         try:
             pipe = self._pipeline(plan, files, indexes, raw=True)
-            for b in range(pos + PREFETCH + 2):
+            for b in range(pos + self.prefetch + 2):
                 outs = pipe.run()
                 if b < pos:
                     continue
