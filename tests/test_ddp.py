@@ -3,7 +3,9 @@ groups: 2 workers x batch B train as 1 worker x batch 2B; every method trains wi
 and the ranks stay bit-identical, with and without bf16 gradient compression."""
 from __future__ import annotations
 
+import queue
 import socket
+import time
 
 import pytest
 import torch
@@ -32,7 +34,14 @@ def _spawn(target, *args, world: int = 2, timeout: float = 300):
     procs = [ctx.Process(target=target, args=(r, world, port, q, *args)) for r in range(world)]
     for p in procs:
         p.start()
-    out = dict(q.get(timeout=timeout) for _ in procs)
+    out, deadline = {}, time.monotonic() + timeout
+    while len(out) < world:             # a rank that dies fails the test now, not at timeout
+        try:
+            rank, res = q.get(timeout=1)
+            out[rank] = res
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not dead and time.monotonic() < deadline, f"ranks exited with {dead}"
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
@@ -62,7 +71,7 @@ def _pinned_ali(setup: str, rows: slice):
     model = m.model
     model.prior = lambda n, device=None, generator=None: z
 
-    def inference(x):
+    def inference(x, y=None):
         mu, log_sigma = model.encoder.moments(x)
         return [mu + log_sigma.exp() * eps]
     model.inference = inference
