@@ -51,7 +51,7 @@ def run(args) -> dict:
     from ali_dist import storage as storage_lib
     from ali_dist.train import _gpus_per_worker, _prepare_data
 
-    from .search import base_config
+    from .study import base_config
     from .trials import torch_trial
 
     place = study.Place(storage_lib.resolve(args.storage), args.name, args.resume)
