@@ -234,3 +234,29 @@ def test_eval_metrics_are_checked_before_training(tmp_path):
         resolved("--eval-metrics", "fdi")
     cfg = resolved("--eval-metrics", "fid,classify", "--inception", "random")
     assert cfg.eval.metrics == "fid,classify" and cfg.data.labels == 100    # digits' default
+
+
+@pytest.mark.parametrize("preset, conditional, grids_wanted, metrics_wanted", [
+    ("hali-digits", False, {"reconstructions_z1", "reconstructions_z2", "interpolations_z1",
+                            "interpolations_z2", "inpainting_z1", "inpainting_z2"},
+     {"recon_mse_z1", "recon_mse_z2"}),
+    ("digits", True, {"conditional", "reconstructions", "interpolations", "inpainting"},
+     {"recon_mse"}),
+])
+def test_hali_and_conditional_models_get_their_grids(tmp_path, preset, conditional,
+                                                     grids_wanted, metrics_wanted):
+    """The evaluation reaches HALI's two levels and a conditional model's y through their own
+    API (untrained models: the layouts are what is checked here; trained ones in
+    test_hali_train.py)."""
+    from ali_dist.methods import build_model
+    cfg = config_lib.Config()
+    cfg.model.preset, cfg.model.conditional = preset, conditional
+    cfg.data.data, cfg.data.loader = str(digits_runs.digits_manifest()), "webdataset"
+    cfg = config_lib.resolve(cfg)
+    torch.manual_seed(0)
+    model = build_model("ali", preset, conditional=conditional)
+    checkpoint.export_model(tmp_path / "model", model.state_dict(), cfg.to_dict())
+    assert evaluate_main([str(tmp_path / "model"), "--no-mlflow", "--metrics", "recon",
+                          "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert grids_wanted <= set(report["grids"]) and metrics_wanted <= set(report["metrics"])

@@ -109,12 +109,14 @@ def make_grids(model, loader, seed: int) -> dict[str, tuple[np.ndarray, str]]:
             f"odd columns: held-out images; even columns: their reconstructions G(E(x)){z}")
         k = min(INTERPOLATION_ROWS, len(x) // 2)
         out[f"interpolations{s}"] = (
-            G.interpolation_grid(model, x[0:2 * k:2], x[1:2 * k:2], level=level),
+            G.interpolation_grid(model, x[0:2 * k:2], x[1:2 * k:2], level=level,
+                                 y1=None if y is None else y[0:2 * k:2]),
             f"a row per pair of held-out images: the first image, 8 decodings of "
             f"(1 - t) E(x1) + t E(x2) for t from 0 to 1 (E: the encoder's mean{z}), the "
             f"second image (the paper's Figure 6)")
         out[f"inpainting{s}"] = (
-            G.inpainting_grid(model, x[:INPAINT_ROWS], level=level),
+            G.inpainting_grid(model, x[:INPAINT_ROWS], level=level,
+                              y=None if y is None else y[:INPAINT_ROWS]),
             f"a row per held-out image: the original, its centre half masked (grey), then "
             f"the fill after {', '.join(map(str, G.INPAINT_SNAPSHOTS))} iterations of "
             f"x <- G(E(x)){z} with the known pixels put back after each")

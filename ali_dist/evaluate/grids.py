@@ -27,14 +27,17 @@ def reconstruction_grid(x: torch.Tensor, x_rec: torch.Tensor, columns: int = 10)
 
 
 def interpolation_grid(model, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8,
-                       level=None) -> np.ndarray:
+                       level=None, y1=None) -> np.ndarray:
     """The paper's Figure 6: a row per pair, x1, then decode((1 - t) E(x1) + t E(x2)) for
-    `steps` t from 0 to 1 (E the encoder's mean), then x2. `level`: HALI's z1 or z2."""
+    `steps` t from 0 to 1 (E the encoder's mean), then x2. `level`: HALI's z1 or z2. A
+    conditional model encodes each image with its own y and decodes with x1's (`y1`, and the
+    pair's second y is taken equal to it: a row stays in one class)."""
     from . import hooks
-    z1, z2 = hooks.encode(model, x1, level=level), hooks.encode(model, x2, level=level)
+    z1, z2 = hooks.encode(model, x1, y1, level), hooks.encode(model, x2, y1, level)
     t = torch.linspace(0, 1, steps, device=z1.device).view(1, steps, *[1] * (z1.dim() - 1))
     z = (1 - t) * z1[:, None] + t * z2[:, None]
-    mid = hooks.decode(model, z.flatten(0, 1), level=level).view(len(x1), steps, *x1.shape[1:])
+    ys = None if y1 is None else torch.repeat_interleave(y1, steps, dim=0)
+    mid = hooks.decode(model, z.flatten(0, 1), ys, level).view(len(x1), steps, *x1.shape[1:])
     rows = torch.cat([x1[:, None].to(mid), mid, x2[:, None].to(mid)], dim=1)
     return to_uint8_grid(rows.flatten(0, 1), steps + 2)
 
@@ -53,7 +56,7 @@ def centre_mask(shape, share: float = 0.5) -> torch.Tensor:
 
 @torch.no_grad()
 def inpaint(model, x: torch.Tensor, mask: torch.Tensor, iterations: int = 16,
-            level=None, fill: float = 0.5) -> list[torch.Tensor]:
+            level=None, fill: float = 0.5, y=None) -> list[torch.Tensor]:
     """Fill the unknown pixels (mask 0) by iterating x <- reconstruct(x) with the known pixels
     put back after every pass (the HALI slides' inpainting); the unknown start at `fill`.
     Returns the image after each iteration."""
@@ -62,18 +65,18 @@ def inpaint(model, x: torch.Tensor, mask: torch.Tensor, iterations: int = 16,
     current = x * mask + fill * (1 - mask)
     out = []
     for _ in range(iterations):
-        rec = hooks.reconstruct(model, current, level=level).to(x)
+        rec = hooks.reconstruct(model, current, y, level).to(x)
         current = x * mask + rec * (1 - mask)
         out.append(current)
     return out
 
 
 def inpainting_grid(model, x: torch.Tensor, level=None, share: float = 0.5,
-                    snapshots: tuple[int, ...] = INPAINT_SNAPSHOTS) -> np.ndarray:
+                    snapshots: tuple[int, ...] = INPAINT_SNAPSHOTS, y=None) -> np.ndarray:
     """A row per image: the original, the input with its centre masked (grey), then the
     fill after each of `snapshots` encode/decode iterations."""
     mask = centre_mask(x.shape, share)
-    steps = inpaint(model, x, mask, max(snapshots), level)
+    steps = inpaint(model, x, mask, max(snapshots), level, y=y)
     masked = x * mask.to(x) + 0.5 * (1 - mask.to(x))
     cols = [x, masked] + [steps[k - 1] for k in snapshots]
     return to_uint8_grid(torch.stack(cols, dim=1).flatten(0, 1), len(cols))
