@@ -1,9 +1,18 @@
-"""Models trained on the embedded digits through the loop every Ray worker runs (no Ray: one
-process, as rank 0 of 1), each trained once per test process and shared by the test files
-that evaluate it (test_kplus1.py, test_evaluate.py): real training costs minutes here."""
+"""The models the tests train for real, through the loop every Ray worker runs (no Ray: one
+process, as rank 0 of 1): trained all at once, one process per core (CI's machines have two),
+the first time a test asks for any of them, and shared by the test files that check them
+(test_evaluate.py, test_hali_train.py, test_kplus1.py, test_toy.py). Real training costs
+minutes here; side by side it costs about half.
+
+    kplus1, classifier   digits, 100 labels, 600 steps (the K+1 pair)
+    hali                 hali-digits, 1,500 steps
+    conditional          digits --conditional, 1,500 steps
+    toy                  the toy preset's default budget (3,000 steps) at seed 2
+"""
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 from pathlib import Path
 
@@ -12,7 +21,9 @@ import torch
 from ali_dist import config as config_lib, loop
 
 LABELS = 100
-STEPS = {"kplus1": 600, "classifier": 600}
+STEPS = {"kplus1": 600, "classifier": 600}      # the K+1 pair
+LONG_STEPS = 1500                               # HALI and conditional ALI
+TOY_SEED = 2                                    # the weakest of the toy's measured seeds
 
 
 @functools.lru_cache(maxsize=1)
@@ -21,15 +32,11 @@ def digits_manifest() -> Path:
     return ensure_digits(Path(tempfile.mkdtemp(prefix="ali_digits_")))
 
 
-def config(method: str, steps: int) -> config_lib.Config:
-    cfg = config_lib.Config()
-    cfg.model.preset, cfg.model.method = "digits", method
-    cfg.data.data, cfg.data.labels, cfg.optim.steps = str(digits_manifest()), LABELS, steps
+def _digits_recipe(cfg: config_lib.Config, steps: int) -> config_lib.Config:
     # D must not win outright (a wider init and a light R1 on its x-gradient); a smaller batch
     # at a higher rate gets further in the few minutes a test may train
     cfg.optim.r1, cfg.model.init_std = 1.0, 0.05
-    cfg.optim.batch_size, cfg.optim.lr = 32, 5e-4
-    cfg.run.name = f"digits-{method}"
+    cfg.optim.batch_size, cfg.optim.lr, cfg.optim.steps = 32, 5e-4, steps
     cfg.run.log_every = cfg.run.eval_every = cfg.run.checkpoint_every = steps
     cfg.data.loader, cfg.data.loader_threads = "webdataset", 0
     cfg = config_lib.resolve(cfg)
@@ -37,11 +44,71 @@ def config(method: str, steps: int) -> config_lib.Config:
     return cfg
 
 
-@functools.lru_cache(maxsize=None)
-def trained(method: str) -> tuple:
-    """(model in eval mode, the final report's metrics, the saved config dict)."""
-    cfg = config(method, STEPS[method])
+def config(method: str, steps: int, manifest: str | None = None) -> config_lib.Config:
+    """A K+1 pair run (`kplus1` or `classifier`)."""
+    cfg = config_lib.Config()
+    cfg.model.preset, cfg.model.method = "digits", method
+    cfg.data.data = manifest or str(digits_manifest())
+    cfg.data.labels = LABELS
+    cfg.run.name = f"digits-{method}"
+    return _digits_recipe(cfg, steps)
+
+
+def run_config(name: str, manifest: str | None = None) -> config_lib.Config:
+    """The config of one of the runs this module trains."""
+    if name in STEPS:
+        return config(name, STEPS[name], manifest)
+    cfg = config_lib.Config()
+    if name == "toy":
+        cfg.model.preset, cfg.run.seed, cfg.run.eval_every = "toy", TOY_SEED, 3000
+        return config_lib.resolve(cfg)
+    cfg.model.preset = {"hali": "hali-digits", "conditional": "digits"}[name]
+    cfg.model.conditional = name == "conditional"
+    cfg.data.data = manifest or str(digits_manifest())
+    return _digits_recipe(cfg, LONG_STEPS)
+
+
+RUNS = ("hali", "conditional", "toy", "kplus1", "classifier")   # longest first
+
+
+def _train_in_child(name: str, manifest: str, out: str) -> None:
+    """One run on one core: its weights, final metrics and saved config to `out`.*"""
+    torch.set_num_threads(1)            # as the toy's thresholds were measured
     reports, states = [], []
-    model = loop.run(cfg, torch.device("cpu"),
+    model = loop.run(run_config(name, manifest), torch.device("cpu"),
                      lambda m, s: (reports.append(m), s is not None and states.append(s)))
-    return model.eval(), reports[-1], states[-1]["config"]
+    torch.save(model.state_dict(), f"{out}.pt")
+    final = {k: float(v) for k, v in reports[-1].items() if isinstance(v, (int, float))}
+    Path(f"{out}.json").write_text(json.dumps({"final": final,
+                                               "config": states[-1]["config"]}))
+
+
+def _run(job) -> str:
+    _train_in_child(*job)
+    return job[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_all() -> dict:
+    import multiprocessing as mp
+    from ali_dist.methods import build_model
+    out = Path(tempfile.mkdtemp(prefix="ali_test_runs_"))
+    jobs = [(name, str(digits_manifest()), str(out / name)) for name in RUNS]
+    with mp.get_context("spawn").Pool(2, maxtasksperchild=1) as pool:
+        done = pool.map(_run, jobs, chunksize=1)
+    assert sorted(done) == sorted(RUNS)
+    runs = {}
+    for name in RUNS:
+        saved = json.loads((out / f"{name}.json").read_text())
+        m = saved["config"]["model"]
+        model = build_model(m["method"], m["preset"], m["init_std"], bool(m["conditional"]),
+                            m["y_dim"], m["classes"])
+        model.load_state_dict(torch.load(out / f"{name}.pt", weights_only=True))
+        runs[name] = (model.eval(), saved["final"], saved["config"])
+    return runs
+
+
+def trained(name: str) -> tuple:
+    """(model in eval mode, the final report's metrics, the saved config dict) of a run in
+    RUNS."""
+    return _trained_all()[name]

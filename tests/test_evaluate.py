@@ -182,7 +182,7 @@ def test_no_mlflow_writes_the_json_report(trained, tmp_path, capsys):
     # a metric that cannot apply, asked for by name, is an error that says why
     assert evaluate_main([str(run_dir), "--no-mlflow", "--metrics", "attributes",
                           "--out", str(tmp_path / "a")]) == 2     # digits have classes only
-    assert "does not classify" in capsys.readouterr().err
+    assert "the data has no attributes" in capsys.readouterr().err
 
 
 def _attribute_sample(payload):

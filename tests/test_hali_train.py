@@ -12,86 +12,33 @@ worker runs it; the two runs side by side, one core each), measured as the issue
 Thresholds: measured at seed 0 on this budget (README, "HALI" and "Conditional ALI"), with
 margins of several times the difference the seed-0 numbers show.
 """
-import multiprocessing as mp
-import tempfile
-from pathlib import Path
-
 import pytest
 import torch
 
-from ali_dist import config as config_lib, loop
+import digits_runs
 from ali_dist.data import make_loader
 from ali_dist.evaluate import reconstruction_error
 from ali_dist.evaluate.probe import model_features, svm_probe, untrained_encoder
-from ali_dist.methods import build_model
 
 pytestmark = pytest.mark.slow
 
-STEPS = 1500               # each run about 3 minutes on one core; the two train side by side
-SEED = 0
 
-
-def _config(data: str, preset: str, conditional: bool) -> config_lib.Config:
-    cfg = config_lib.Config()
-    cfg.model.preset, cfg.model.conditional = preset, conditional
-    cfg.data.data = data
-    cfg.optim.steps, cfg.run.seed = STEPS, SEED
-    # the recipe of the K+1 digits runs (tests/digits_runs.py): D must not win outright (a
-    # wider init, a light R1 on its x-gradient); a smaller batch at a higher rate gets further
-    # in the minutes a test may train
-    cfg.optim.r1, cfg.model.init_std = 1.0, 0.05
-    cfg.optim.batch_size, cfg.optim.lr = 32, 5e-4
-    cfg.run.log_every = cfg.run.eval_every = cfg.run.checkpoint_every = STEPS
-    cfg.data.loader, cfg.data.loader_threads = "webdataset", 0
-    cfg = config_lib.resolve(cfg)
-    cfg.eval.probe_labels = 0                   # measured below, on its own
-    return cfg
-
-
-def _train_in_child(data: str, preset: str, conditional: bool, out: str) -> None:
-    """One run of the loop every Ray worker runs, on one core; the weights go to `out`."""
-    torch.set_num_threads(1)
-    reports = []
-    model = loop.run(_config(data, preset, conditional), torch.device("cpu"),
-                     lambda m, s: reports.append(m))
-    assert reports[-1]["step"] == STEPS and not reports[-1].get("diverged")
-    torch.save(model.state_dict(), out)
+def _run(name: str):
+    """(model, loader of its data, its config): `digits_runs` trains it (1,500 steps, batch
+    32, lr 5e-4, R1 1 on D's x-gradient, init std 0.05, seed 0, one core)."""
+    model, _, _ = digits_runs.trained(name)
+    cfg = digits_runs.run_config(name)
+    return model, make_loader(cfg, 0, 1, torch.device("cpu")), cfg
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """HALI on hali-digits and conditional ALI on digits, trained at once in two processes
-    (this machine's two cores); {name: (model in eval mode, loader, config)}."""
-    from data_tools import ensure_digits
-    data = str(ensure_digits(tmp_path_factory.mktemp("digits")))
-    runs = {"hali": ("hali-digits", False), "conditional": ("digits", True)}
-    out = Path(tempfile.mkdtemp(prefix="hali_train_"))
-    ctx = mp.get_context("spawn")
-    procs = {name: ctx.Process(target=_train_in_child,
-                               args=(data, preset, cond, str(out / f"{name}.pt")))
-             for name, (preset, cond) in runs.items()}
-    for p in procs.values():
-        p.start()
-    for name, p in procs.items():
-        p.join(1200)
-        assert p.exitcode == 0, f"the {name} run failed (exit {p.exitcode})"
-    models = {}
-    for name, (preset, cond) in runs.items():
-        cfg = _config(data, preset, cond)
-        model = build_model("ali", preset, cfg.model.init_std, cond)
-        model.load_state_dict(torch.load(out / f"{name}.pt", weights_only=True))
-        models[name] = (model.eval(), make_loader(cfg, 0, 1, torch.device("cpu")), cfg)
-    return models
+def hali():
+    return _run("hali")
 
 
 @pytest.fixture(scope="module")
-def hali(trained):
-    return trained["hali"]
-
-
-@pytest.fixture(scope="module")
-def conditional(trained):
-    return trained["conditional"]
+def conditional():
+    return _run("conditional")
 
 
 def test_z1_reconstructs_better_than_z2_and_than_random_pairs(hali):

@@ -1,20 +1,23 @@
-"""Every training method end to end, as users run it: `python -m ali_dist.train --method M`
-with 2 Ray Train workers (gloo), then `--resume` with a larger budget into the same MLflow run.
-The two-stage baselines resume across their stage boundary (the checkpoint falls in the GAN
-stage, the resumed run finishes the encoder stage). Searchable with Tune: the toy study in
-test_tune.py trains every method through the same loop in Tune trials."""
+"""The training methods end to end, as users run them: `python -m ali_dist.train --method M`
+with 2 Ray Train workers (gloo), then `--resume` with a larger budget into the same MLflow run:
+`ali` (the single-stage path, which `gan` and `vae` share) and the two-stage baselines across
+their stage boundary (the checkpoint falls in the GAN stage, the resumed run finishes the
+encoder stage). `gan` and `vae` train under DDP with 2 workers in test_ddp.py and in Tune trials
+in test_tune.py (the toy study trains every method through the same loop); a CLI run each is
+left out to keep CI's budget."""
 import pytest
 import torch
 
 import ali_dist
-from ali_dist import methods
 from helpers import run_train, start_local_ray
 
 pytestmark = pytest.mark.slow
 
+RESUMED = ("ali", "gan_inverse", "gan_posthoc")
+
 
 # the toy has no labels: kplus1 and classifier train on digits in test_kplus1.py
-@pytest.mark.parametrize("method", sorted(set(methods.METHODS) - set(methods.LABELLED)))
+@pytest.mark.parametrize("method", RESUMED)
 def test_method_trains_with_two_workers_and_resumes(method, ali_home, tmp_path):
     from mlflow.tracking import MlflowClient
     start_local_ray()
@@ -34,6 +37,10 @@ def test_method_trains_with_two_workers_and_resumes(method, ali_home, tmp_path):
     assert logged == list(range(10, total + 1, 10))          # continuous, nothing repeated
     state = torch.load(f"{second['checkpoint']}/state.pt", weights_only=True)
     assert state["step"] == total and state["config"]["model"]["method"] == method
+    last = state["optimizers"][sorted(state["optimizers"])[-1]]["state"]
+    assert max(int(v["step"]) for v in last.values()) > 0
+    if method == "ali":                       # the optimiser state came along on resume
+        assert {int(v["step"]) for v in state["optimizers"]["g"]["state"].values()} == {40}
     model = ali_dist.load(second["model_dir"])
     assert model.name == method
     x = torch.randn(4, 2)

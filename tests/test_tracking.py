@@ -72,7 +72,7 @@ def test_tracking_server_outage_neither_stalls_training_nor_loses_a_metric(tmp_p
     FINISHED with every logged step exactly once, and no step waited on the outage."""
     from mlflow.tracking import MlflowClient
     from ui_screenshots import TrackingServer
-    outage_s, steps, every = 20, 900, 50
+    outage_s, steps, every = 20, 600, 50
     server = TrackingServer(Path(tempfile.mkdtemp(prefix="mlfo", dir="/tmp"))).start()
     start_local_ray()
     mp = private_home(tmp_path / "home")
