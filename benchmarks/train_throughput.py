@@ -459,19 +459,6 @@ def section_ray(cfg, device, args, workdir: Path) -> dict:
 
 # ---- DDP against the previous manual all-reduce ----------------------------------------------
 
-def _previous_all_reduce_mean_(tensors: list[torch.Tensor]) -> None:
-    """The hand-written reducer the step used before DDP: one blocking all-reduce of a fresh
-    flat buffer after both backward passes."""
-    import torch.distributed as dist
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
-    flat /= dist.get_world_size()
-    offset = 0
-    for t in tensors:
-        t.copy_(flat[offset:offset + t.numel()].view_as(t))
-        offset += t.numel()
-
-
 class PreviousStep:
     """The step as it was before DDP (same phases and backward passes), with its reducer."""
 
@@ -488,7 +475,10 @@ class PreviousStep:
             last = len(phase.groups) - 1
             for i, g in enumerate(phase.groups):
                 group_losses[g].backward(inputs=self.params[g], retain_graph=i < last)
-            _previous_all_reduce_mean_([p.grad for g in phase.groups for p in self.params[g]
+            # the previous step's reducer: one blocking all-reduce of a fresh flat buffer
+            # after both backward passes (what distributed.all_reduce_mean_ still does for
+            # batch-norm statistics)
+            distributed.all_reduce_mean_([p.grad for g in phase.groups for p in self.params[g]
                                         if p.grad is not None])
             for g in phase.groups:
                 self.opt[g].step()

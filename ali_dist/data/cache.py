@@ -14,10 +14,11 @@ from __future__ import annotations
 import torch
 
 from .images import ImageLoader, derive_seed
+from .position import DataPosition
 from .shards import DataError
 
 
-class DeviceCache:
+class DeviceCache(DataPosition):
     name = "cache"
 
     def __init__(self, base: ImageLoader):
@@ -40,19 +41,6 @@ class DeviceCache:
     @property
     def nbytes(self) -> int:
         return self.x.numel() * self.x.element_size()
-
-    def initial_state(self) -> dict:
-        return {"epoch": 0, "batch": 0}
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch}
-
-    def load_state_dict(self, state: dict) -> None:
-        epoch, batch = int(state["epoch"]), int(state["batch"])
-        if not 0 <= batch < self.batches_per_epoch or epoch < 0:
-            raise ValueError(f"data position (epoch {epoch}, batch {batch}) is outside an epoch "
-                             f"of {self.batches_per_epoch} batches")
-        self.epoch, self.batch = epoch, batch
 
     def _plan(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This rank's sample order for the epoch and every sample's flip coin."""

@@ -23,6 +23,7 @@ import os
 import numpy as np
 import torch
 
+from .position import DataPosition
 from .samples import BadSamples, SampleSpec
 from .shards import TRAIN, VAL, DataError, ShardSet, resolve, validation_set
 
@@ -60,7 +61,7 @@ def dali_available() -> bool:
     return True
 
 
-class ImageLoader:
+class ImageLoader(DataPosition):
     """Batches `(x, y)` of one rank, forever: x float in [0, 1], (B, C, H, W) on `device`;
     y a LongTensor of classes, a uint8 (B, n_attributes) tensor, or None.
 
@@ -94,21 +95,6 @@ class ImageLoader:
     @property
     def skipped_samples(self) -> int:
         return self.bad.count
-
-    # ---- the data position ----
-    def initial_state(self) -> dict:
-        return {"epoch": 0, "batch": 0}
-
-    def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch}
-
-    def load_state_dict(self, state: dict) -> None:
-        epoch, batch = int(state["epoch"]), int(state["batch"])
-        if not 0 <= batch < self.batches_per_epoch or epoch < 0:
-            raise ValueError(f"data position (epoch {epoch}, batch {batch}) is outside an epoch "
-                             f"of {self.batches_per_epoch} batches: was the run made with "
-                             f"another dataset, batch size or worker count?")
-        self.epoch, self.batch = epoch, batch
 
     def __iter__(self):
         for epoch, batch, x, y in self._stream(self.epoch, self.batch):
