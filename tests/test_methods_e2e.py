@@ -1,10 +1,13 @@
-"""The training methods end to end, as users run them: `python -m ali_dist.train --method M`
-with 2 Ray Train workers (gloo), then `--resume` with a larger budget into the same MLflow run:
-`ali` (the single-stage path, which `gan` and `vae` share) and `gan_inverse` across its stage
-boundary (the checkpoint falls in the GAN stage, the resumed run finishes the encoder stage;
-`gan_posthoc` shares that path). Every method trains under DDP with 2 workers in test_ddp.py
-and in Tune trials in test_tune.py (the toy study trains every method through the same loop);
-a CLI run for each of the others is left out to keep CI's 30-minute budget."""
+"""The training methods end to end, as users run them: `python -m ali_dist.train` with 2 Ray
+Train workers (gloo), then `--resume` with a larger budget into the same MLflow run:
+conditional HALI on the embedded digits (`--preset hali-digits --conditional`: the
+single-stage path of `ali`, which `gan` and `vae` share, with the hierarchy and the class
+input on top) and `gan_inverse` on the toy across its stage boundary (the checkpoint falls in
+the GAN stage, the resumed run finishes the encoder stage; `gan_posthoc` shares that path).
+Every method trains under DDP with 2 workers in test_ddp.py and in Tune trials in
+test_tune.py (the toy study trains every method through the same loop; the TorchTrainer
+search runs conditional HALI); a CLI run for each of the others is left out to keep CI's
+30-minute budget."""
 import pytest
 import torch
 
@@ -13,17 +16,22 @@ from helpers import run_train, start_local_ray
 
 pytestmark = pytest.mark.slow
 
-RESUMED = ("ali", "gan_inverse")
+RESUMED = {   # name: (preset, method, extra flags)
+    "hali_conditional": ("hali-digits", "ali", ["--conditional", "--batch-size", "8",
+                                                "--probe-labels", "0"]),
+    "gan_inverse": ("toy", "gan_inverse", []),
+}
 
 
-# the toy has no labels: kplus1 and classifier train on digits in test_kplus1.py
-@pytest.mark.parametrize("method", RESUMED)
-def test_method_trains_with_two_workers_and_resumes(method, ali_home, tmp_path):
+# kplus1 and classifier train on digits in test_kplus1.py
+@pytest.mark.parametrize("name", RESUMED)
+def test_method_trains_with_two_workers_and_resumes(name, ali_home, tmp_path):
     from mlflow.tracking import MlflowClient
     start_local_ray()
-    common = ["--preset", "toy", "--method", method, "--workers", "2", "--log-every", "10",
+    preset, method, extra = RESUMED[name]
+    common = ["--preset", preset, "--method", method, "--workers", "2", "--log-every", "10",
               "--eval-every", "1000", "--checkpoint-every", "10",
-              "--storage", str(tmp_path / "ray"), "--name", f"e2e-{method}"]
+              "--storage", str(tmp_path / "ray"), "--name", f"e2e-{name}", *extra]
     first = run_train(common + ["--steps", "20"])
     two_stage = method in ("gan_inverse", "gan_posthoc")
     second = run_train(common + ["--steps", "40", "--resume"])
@@ -42,8 +50,15 @@ def test_method_trains_with_two_workers_and_resumes(method, ali_home, tmp_path):
     if method == "ali":                       # the optimiser state came along on resume
         assert {int(v["step"]) for v in state["optimizers"]["g"]["state"].values()} == {40}
     model = ali_dist.load(second["model_dir"])
-    assert model.name == method
-    x = torch.randn(4, 2)
-    if model.encoder is not None:
-        assert model.reconstruct(x).shape == x.shape
-    assert model.sample(3).shape == (3, 2)
+    assert model.name == ("hali" if preset.startswith("hali") else method)
+    if preset == "toy":
+        x = torch.randn(4, 2)
+        if model.encoder is not None:
+            assert model.reconstruct(x).shape == x.shape
+        assert model.sample(3).shape == (3, 2)
+        return
+    assert model.is_hierarchical and model.conditional       # what was trained came back
+    x, y = torch.rand(4, 1, 32, 32), torch.arange(4)
+    for level in (1, 2):
+        assert model.reconstruct(x, y, level=level).shape == x.shape
+    assert model.sample(3, y=torch.tensor([7, 7, 7])).shape == (3, 1, 32, 32)

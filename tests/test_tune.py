@@ -327,12 +327,17 @@ def _wait_for(predicate, timeout: float, what: str, proc=None):
 @pytest.mark.slow
 def test_search_through_torchtrainer_resumes_after_the_driver_dies(mlflow_store, ray_cluster,
                                                                  tmp_path):
-    """The image-search path (a TorchTrainer per trial, ASHA on recon_ratio) on the toy preset:
-    its driver is killed once the trial has a checkpoint; `--resume` restores the Tuner and
-    the trial continues from that checkpoint in the same MLflow child run."""
+    """The image-search path (a TorchTrainer per trial, ASHA on recon_ratio) on conditional
+    HALI over the embedded digits (`--preset hali-digits` with a `--config` that makes it
+    conditional; ASHA ranks by z2's reconstruction ratio): its driver is killed once the trial
+    has a checkpoint; `--resume` restores the Tuner and the trial continues from that
+    checkpoint in the same MLflow child run."""
     from tune import search
     storage, name = tmp_path / "runs", "search-resume"
-    args = ["--preset", "toy", "--runner", "torch", "--budget", "ci", "--trials", "1",
+    base = tmp_path / "conditional.yaml"
+    base.write_text("model:\n  conditional: true\neval:\n  probe_labels: 0\n")
+    args = ["--preset", "hali-digits", "--config", str(base), "--batch-size", "8",
+            "--runner", "torch", "--budget", "ci", "--trials", "1",
             "--steps", "40", "--eval-every", "10", "--storage", str(storage), "--name", name,
             "--concurrency", "1", "--out", str(tmp_path / "out")]
     env = {**os.environ, "RAY_ADDRESS": ray_cluster.get_runtime_context().gcs_address,
@@ -367,4 +372,7 @@ def test_search_through_torchtrainer_resumes_after_the_driver_dies(mlflow_store,
     steps = [m.step for m in client.get_metric_history(children[0].info.run_id, "recon_ratio")]
     # continued from the checkpoint (a restart from scratch would log step 10 twice)
     assert steps[0] == 10 and steps.count(10) == 1 and steps[-1] == 40, steps
-    assert json.loads((tmp_path / "out" / "best_config.json").read_text())["setting"]["lr"] > 0
+    best = json.loads((tmp_path / "out" / "best_config.json").read_text())
+    assert best["setting"]["lr"] > 0 and f"--config {base}" in best["command"]
+    assert children[0].data.params["model.conditional"] == "True"     # what the trial trained
+    assert "recon_ratio_z1" in children[0].data.metrics

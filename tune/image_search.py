@@ -131,6 +131,7 @@ def summarize(results, ref: record.StudyRef, budget_text: str, steps: int | None
                            f"--beta1 {s['beta1']:.3f} --seed {s['seed']} --workers {args.workers}"
                            + (f" --init-std {s['init_std']:.4g}" if "init_std" in s else "")
                            + (f" --data {args.data}" if args.data else "")
+                           + (f" --config {args.config}" if args.config else "")
                            + (f" --steps {steps}" if steps else "")}
     files = {"search_table.md": report.search_markdown(rows, budget_text, METRIC, steps),
              "trials.json": record.to_json(rows), "best_config.json": record.to_json(best)}

@@ -42,7 +42,7 @@ def run(args) -> dict:
     base = base_config(args)
     base.model.method = models[0]                   # each trial sets its own
     base.optim.batch_size = base.optim.batch_size or get_preset(args.preset).batch_size
-    base.run.workers = 1
+    base.run.workers, base.run.cpus_per_worker = 1, 1   # a trial is one thread
     base.optim.steps, base.optim.epochs = budget.steps, budget.epochs
     base.run.eval_every = base.run.checkpoint_every = budget.eval_every
     base.run.log_every = min(base.run.log_every, budget.eval_every)
