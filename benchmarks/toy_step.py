@@ -12,6 +12,8 @@ round by round so that a shared machine's drift hits all alike:
   compile              `--compile on` (TrainStep compiles each network)
   bf16 autocast        `--precision bf16` (AVX512-BF16 matmuls where the CPU has them)
   compile + bf16
+  max-maxout ...        the same with maxout by max(dim) instead of amax (a candidate model
+                       change, `MaxoutByIndex`: the amax backward is the slow kernel)
   batched K=k          K trials as one model (`ali_dist/methods/batched.py`: stacked
                        parameters, vmap over the method's own loss) through the same TrainStep
 FLOPs per trial-step are counted with FlopCounterMode on the real step (eager fp32, and the
@@ -42,6 +44,7 @@ from ali_dist import config as config_lib, loop  # noqa: E402
 from ali_dist.data import toy  # noqa: E402
 from ali_dist.methods import Batch  # noqa: E402
 from ali_dist.methods.batched import Batched  # noqa: E402
+from ali_dist.models.networks import Maxout  # noqa: E402
 from ali_dist.step import TrainStep, make_optimizers  # noqa: E402
 
 OUT = HERE / "results" / "toy_step_cpu.json"
@@ -115,10 +118,25 @@ def toy_batches(k: int, batch: int) -> torch.Tensor:
                         for i in range(k)])
 
 
-def ordinary(precision="fp32", compile="off", fused=False):
+class MaxoutByIndex(Maxout):
+    """A candidate change, measured here only: maxout by `max(dim)` (its backward sends the
+    gradient through the argmax) instead of `amax` (whose backward compares every piece with
+    the maximum: slow in eager bf16, and inductor's kernel for it takes ~4.5 ms a call). The
+    same values; at a tie one piece gets the gradient instead of a share each."""
+
+    def forward(self, x):
+        b, c = x.shape[:2]
+        return x.view(b, c // self.pieces, self.pieces, *x.shape[2:]).max(dim=2).values
+
+
+def ordinary(precision="fp32", compile="off", fused=False, maxout_by_index=False):
     """(method, TrainStep, one batch, trials) as the loop builds them."""
     cfg = toy_cfg(precision, compile)
     method, _, step = loop.build_step(cfg, torch.device("cpu"))
+    if maxout_by_index:    # before the first step: compile traces the forward then
+        for mod in method.modules():
+            if isinstance(mod, Maxout):
+                mod.__class__ = MaxoutByIndex
     if fused:     # the same step with the other Adam implementation
         o = cfg.optim
         step = TrainStep(method, make_optimizers(method, o.lr, o.beta1, o.beta2, fused=True),
@@ -246,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compile:
         variants["compile"] = lambda: ordinary(compile="on")
         variants["compile + bf16"] = lambda: ordinary("bf16", compile="on")
+    variants["max-maxout fp32"] = lambda: ordinary(maxout_by_index=True)
+    variants["max-maxout bf16"] = lambda: ordinary("bf16", maxout_by_index=True)
+    if not args.no_compile:
+        variants["max-maxout compile"] = lambda: ordinary(compile="on", maxout_by_index=True)
+        variants["max-maxout compile + bf16"] = lambda: ordinary("bf16", "on",
+                                                                 maxout_by_index=True)
     for k in ks:
         variants[f"batched K={k}"] = lambda k=k: batched(k)
     if not args.quick:         # does bf16 change the batched picture?
@@ -312,17 +336,17 @@ def print_table(out: dict) -> None:
     print(f"peak {out['peak_gflops'] or float('nan'):.0f} GFLOP/s ({out['peak_note']}); "
           f"measured 1024^3 sgemm {out['sgemm_gflops']['fp32']:.0f} GFLOP/s, bf16 "
           f"{out['sgemm_gflops']['bf16']:.0f}")
-    head = f"{'variant':<28}{'ms/step':>9}{'trial-steps/s':>15}{'x eager':>9}" \
+    head = f"{'variant':<30}{'ms/step':>9}{'trial-steps/s':>15}{'x eager':>9}" \
            f"{'GFLOP/s':>9}{'% peak':>8}{'% sgemm':>9}{'warm-up s':>11}"
     print(head + "\n" + "-" * len(head))
     for r in out["rows"]:
         share = f"{100 * r['share_of_peak']:.0f}" if r["share_of_peak"] else "?"
-        print(f"{r['variant']:<28}{r['ms_per_step']:>9.1f}{r['trial_steps_per_s']:>15.1f}"
+        print(f"{r['variant']:<30}{r['ms_per_step']:>9.1f}{r['trial_steps_per_s']:>15.1f}"
               f"{r['vs_eager']:>9.2f}{r['gflops']:>9.1f}{share:>8}"
               f"{100 * r['share_of_sgemm']:>9.0f}{r['warmup_s']:>11.1f}"
               + (f"  ({r['note']})" if r.get("note") else ""))
     for name, why in out["failed"].items():
-        print(f"{name:<28}failed: {why}")
+        print(f"{name:<30}failed: {why}")
     eq = out["k1_equivalence"]
     print(f"\nK=1 batched vs ordinary step ({eq['steps']} steps, same weights, batch, noise): "
           f"max |diff| metrics {eq['metric_max_abs_diff']:.2e} (step 0: "
