@@ -72,6 +72,23 @@ def param_digest(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def build_step(cfg: Config, device: torch.device):
+    """(method, optimisers, TrainStep) as a run trains them, seeded by the config: the loop
+    and the benchmarks (`benchmarks/toy_step.py`) build the one step here."""
+    torch.manual_seed(cfg.run.seed)  # one init, identical on every rank
+    method = methods.build(cfg).to(device)
+    if cfg.run.sync_bn:
+        method = distributed.convert_sync_batchnorm(method)
+    o = cfg.optim
+    configure_device(device)
+    opt = make_optimizers(method, o.lr, o.beta1, o.beta2)
+    step_fn = TrainStep(method, opt, device, o.precision,
+                        ddp=DDPOptions(cfg.run.bucket_mb, cfg.run.grad_compression),
+                        channels_last=resolve_switch("channels-last", o.channels_last, device),
+                        compile=resolve_switch("compile", o.compile, device))
+    return method, opt, step_fn
+
+
 def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | None = None,
         restored: dict | None = None):
     """Train the config's method to the end of its stages (or the time limit); returns its
@@ -80,18 +97,9 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     tagged in MLflow."""
     rank, world = distributed.world()
     tracker = tracker or Tracker(None)
-    torch.manual_seed(cfg.run.seed)  # one init, identical on every rank
-    method = methods.build(cfg).to(device)
-    if cfg.run.sync_bn:
-        method = distributed.convert_sync_batchnorm(method)
+    method, opt, step_fn = build_step(cfg, device)
     model = method.model
     o = cfg.optim
-    configure_device(device)
-    opt = make_optimizers(method, o.lr, o.beta1, o.beta2)
-    step_fn = TrainStep(method, opt, device, o.precision,
-                        ddp=DDPOptions(cfg.run.bucket_mb, cfg.run.grad_compression),
-                        channels_last=resolve_switch("channels-last", o.channels_last, device),
-                        compile=resolve_switch("compile", o.compile, device))
     if step_fn.compiled and rank == 0:
         say(f"compiling {len(step_fn.compiled)} networks (the first step takes longer)")
     loader = make_loader(cfg, rank, world, device)

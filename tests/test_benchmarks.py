@@ -84,3 +84,29 @@ def test_scaling_model_overlap_hides_what_the_backward_pass_covers():
         sm.step_time(w, 100, 64, slow, True, False)["step_ms"]
     assert sm.allreduce_s(1e8, 64, a) > sm.allreduce_s(1e8, 8, a)   # the node boundary
     assert sum(sm.buckets(60e6, a)) == 60e6 and sm.buckets(60e6, a)[0] == 2**20
+
+
+def test_toy_step_quick_run_writes_the_table_and_k1_batched_matches(tmp_path, capsys):
+    """The toy step benchmark (issue 13) in its quick form: every variant has its numbers,
+    FLOPs are counted on the real step (about 1.2 GFLOP per trial-step), and K trials as one
+    batched model at K=1 trains exactly as the ordinary step on the same weights and batch."""
+    out = tmp_path / "toy.json"
+    assert _load("toy_step").main(["--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["cpu"] and res["torch"] and res["threads"] == 1 and res["quick"]
+    assert 1.1e9 < res["flops_per_step"] < 1.35e9
+    assert res["peak_note"] and _positive(res["sgemm_gflops"]["fp32"])
+    rows = {r["variant"]: r for r in res["rows"]}
+    assert set(rows) >= {"eager fp32", "bf16 autocast", "batched K=1", "batched K=2"}
+    assert rows["eager fp32"]["vs_eager"] == 1.0 and rows["batched K=2"]["trials"] == 2
+    for r in rows.values():
+        for key in ("ms_per_step", "trial_steps_per_s", "vs_eager", "flops_per_trial_step",
+                    "gflops", "share_of_sgemm"):
+            assert _positive(r[key]), (r["variant"], key)
+    # the batched model counts K times one trial's arithmetic
+    assert abs(rows["batched K=2"]["flops_per_trial_step"] / res["flops_per_step"] - 1) < 0.01
+    eq = res["k1_equivalence"]
+    assert {"loss_d", "loss_g"} <= set(eq["loss_names"])
+    assert eq["metric_max_abs_diff_step0"] < 1e-6 and eq["metric_max_abs_diff"] < 1e-5
+    assert eq["state_max_abs_diff"] < 1e-5
+    assert "trial-steps/s" in capsys.readouterr().out
