@@ -100,8 +100,11 @@ def _gpus_per_worker(cfg) -> float:
 
 
 def _prepare_data(cfg) -> None:
-    """Convert an embedded dataset once, here, so that workers never race to do it."""
-    if cfg.data.image_size and cfg.data.data == "digits":
+    """Convert an embedded dataset once, here, so that workers never race to do it (a config
+    not yet resolved, as a search's base, means its preset's data)."""
+    from .models import get_preset
+    preset = get_preset(cfg.model.preset)
+    if preset.is_image and (cfg.data.data or preset.default_data) == "digits":
         from data_tools.digits import ensure_digits
         cache = Path(cfg.data.cache_dir or tracking.DEFAULT_HOME / "data").expanduser()
         cfg.data.data = str(ensure_digits(cache))

@@ -12,9 +12,10 @@ round by round so that a shared machine's drift hits all alike:
   compile              `--compile on` (TrainStep compiles each network)
   bf16 autocast        `--precision bf16` (AVX512-BF16 matmuls where the CPU has them)
   compile + bf16
-  max-maxout ...        the same with maxout by max(dim) instead of amax (a candidate model
-                       change, `MaxoutByIndex`: the amax backward is the slow kernel)
-  batched K=k          K trials as one model (`ali_dist/methods/batched.py`: stacked
+  amax maxout ...      before: maxout by `amax` (`MaxoutByAmax`), as the networks computed
+                       it until this benchmark found its backward the slowest kernel; they
+                       now take max(dim)
+  batched K=k          K trials as one model (`benchmarks/batched_trials.py`: stacked
                        parameters, vmap over the method's own loss) through the same TrainStep
 FLOPs per trial-step are counted with FlopCounterMode on the real step (eager fp32, and the
 batched step: vmap's bmm counts alike). The peak is an estimate from lscpu's flags (stated in
@@ -39,11 +40,11 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path[:0] = [str(HERE.parent), str(HERE)]   # ali_dist, and batched_trials beside this file
 from ali_dist import config as config_lib, loop  # noqa: E402
 from ali_dist.data import toy  # noqa: E402
 from ali_dist.methods import Batch  # noqa: E402
-from ali_dist.methods.batched import Batched  # noqa: E402
+from batched_trials import Batched  # noqa: E402
 from ali_dist.models.networks import Maxout  # noqa: E402
 from ali_dist.step import TrainStep, make_optimizers  # noqa: E402
 
@@ -118,25 +119,24 @@ def toy_batches(k: int, batch: int) -> torch.Tensor:
                         for i in range(k)])
 
 
-class MaxoutByIndex(Maxout):
-    """A candidate change, measured here only: maxout by `max(dim)` (its backward sends the
-    gradient through the argmax) instead of `amax` (whose backward compares every piece with
-    the maximum: slow in eager bf16, and inductor's kernel for it takes ~4.5 ms a call). The
-    same values; at a tie one piece gets the gradient instead of a share each."""
+class MaxoutByAmax(Maxout):
+    """Before: maxout by `amax` (whose backward compares every piece with the maximum: slow
+    in eager bf16, and inductor's kernel for it took ~4.5 ms a call). The same values as the
+    networks' `max(dim)`; at a tie every piece gets a share of the gradient."""
 
     def forward(self, x):
         b, c = x.shape[:2]
-        return x.view(b, c // self.pieces, self.pieces, *x.shape[2:]).max(dim=2).values
+        return x.view(b, c // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
 
 
-def ordinary(precision="fp32", compile="off", fused=False, maxout_by_index=False):
+def ordinary(precision="fp32", compile="off", fused=False, amax=False):
     """(method, TrainStep, one batch, trials) as the loop builds them."""
     cfg = toy_cfg(precision, compile)
     method, _, step = loop.build_step(cfg, torch.device("cpu"))
-    if maxout_by_index:    # before the first step: compile traces the forward then
+    if amax:    # before the first step: compile traces the forward then
         for mod in method.modules():
             if isinstance(mod, Maxout):
-                mod.__class__ = MaxoutByIndex
+                mod.__class__ = MaxoutByAmax
     if fused:     # the same step with the other Adam implementation
         o = cfg.optim
         step = TrainStep(method, make_optimizers(method, o.lr, o.beta1, o.beta2, fused=True),
@@ -264,12 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_compile:
         variants["compile"] = lambda: ordinary(compile="on")
         variants["compile + bf16"] = lambda: ordinary("bf16", compile="on")
-    variants["max-maxout fp32"] = lambda: ordinary(maxout_by_index=True)
-    variants["max-maxout bf16"] = lambda: ordinary("bf16", maxout_by_index=True)
+    variants["amax maxout fp32 (before)"] = lambda: ordinary(amax=True)
+    variants["amax maxout bf16"] = lambda: ordinary("bf16", amax=True)
     if not args.no_compile:
-        variants["max-maxout compile"] = lambda: ordinary(compile="on", maxout_by_index=True)
-        variants["max-maxout compile + bf16"] = lambda: ordinary("bf16", "on",
-                                                                 maxout_by_index=True)
+        variants["amax maxout compile"] = lambda: ordinary(compile="on", amax=True)
+        variants["amax maxout compile + bf16"] = lambda: ordinary("bf16", "on", amax=True)
     for k in ks:
         variants[f"batched K={k}"] = lambda k=k: batched(k)
     if not args.quick:         # does bf16 change the batched picture?

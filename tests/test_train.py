@@ -124,7 +124,7 @@ def digits_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     summary = run_train(["--steps", str(DIGITS_STEPS), "--log-every", "100",
                          "--eval-every", str(DIGITS_STEPS), "--checkpoint-every",
-                         str(DIGITS_STEPS), "--sync-bn", "--batch-size", "32",
+                         str(DIGITS_STEPS), "--workers", "2", "--sync-bn",
                          "--probe-draws", "20", "--storage", str(out / "ray"),
                          "--name", "digits", "--experiment", "demo"])
     yield summary, home

@@ -1,5 +1,5 @@
 """K independent trials of a method as ONE batched model (a prototype, measured by
-`benchmarks/toy_step.py`): the K copies' parameters and buffers are stacked on a leading
+`benchmarks/toy_step.py`; it stays here, beside the benchmark, because it did not pay): the K copies' parameters and buffers are stacked on a leading
 trial axis (`torch.func.stack_module_state`) and the method's own `loss` runs once under
 `torch.func.vmap` over that axis, so each trial keeps its own weights, batch-norm statistics,
 noise and data while every matmul is one batched kernel for all K (the hope: small MLPs on
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .base import Batch, Method, Stage
+from ali_dist.methods.base import Batch, Method, Stage
 
 _SEP = "/"     # parameter names as keys: nn.Module attribute names may not contain "."
 
