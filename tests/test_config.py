@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from ali_dist import config as config_lib
 from ali_dist.train import build_parser, main
@@ -64,8 +65,31 @@ def test_help_explains_every_flag():
 
 
 def test_demo_budgets_carry_a_time_limit_only_when_the_user_gave_none():
-    assert _cfg([]).run.time_limit == 7                        # the no-argument demo (digits)
+    demo = _cfg([])                   # the no-argument demo (digits) runs its planned steps
+    assert demo.run.time_limit is None and demo.optim.steps == 1500
+    assert demo.optim.batch_size == 32 and demo.optim.lr == 5e-4
     assert _cfg(["--preset", "toy"]).run.time_limit == 3.5
     assert _cfg(["--steps", "10"]).run.time_limit is None      # the user's budget stands
     assert _cfg(["--time-limit", "20"]).run.time_limit == 20
     assert _cfg(["--preset", "svhn"]).run.time_limit is None   # paper runs: no limit
+
+
+def test_workers_are_sized_to_the_machine_unless_given(monkeypatch):
+    """On a CPU-only machine: one worker on every core; given workers share the cores; a
+    cluster (RAY_ADDRESS) gets one CPU per worker; explicit values stand."""
+    import os
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cores = os.cpu_count() or 1
+    gpus = torch.cuda.device_count()
+    c = _cfg([]).run
+    assert c.workers == max(1, gpus)
+    assert c.cpus_per_worker == (1 if gpus else cores)
+    c = _cfg(["--workers", "2"]).run
+    assert c.workers == 2 and c.cpus_per_worker == (1 if gpus else max(1, cores // 2))
+    c = _cfg(["--workers", "3", "--cpus-per-worker", "0.5"]).run
+    assert (c.workers, c.cpus_per_worker) == (3, 0.5)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    c = _cfg([]).run
+    assert (c.workers, c.cpus_per_worker) == (1, 1)
+    with pytest.raises(ValueError, match="--cpus-per-worker must be positive"):
+        _cfg(["--cpus-per-worker", "0"])
