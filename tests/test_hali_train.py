@@ -3,14 +3,15 @@ worker runs it; the two runs side by side, one core each), measured as the issue
 
 - class-conditional samples are classified as the class they were asked for, by a classifier
   trained on the real digits (far above the 10 % of chance);
-- HALI's reconstructions from z1 are closer to the inputs than those from z2 and than a random
-  other image; from z2 they are, at this budget, no closer than a random image (README, "HALI":
-  measured, not asserted);
+- HALI's reconstructions from z1 are closer to the inputs than those from z2, and both closer
+  than a random other image (at hali-digits' budget: 5,000 steps, the rate falling over the
+  second half; at a constant rate z2's swing around the random pair, README "HALI");
 - HALI's z2 features are useful: the L2-SVM at 100 labels beats raw pixels and an untrained
   encoder of the same architecture (what the training added).
 
 Thresholds: measured at seed 0 on this budget (README, "HALI" and "Conditional ALI"), with
-margins of several times the difference the seed-0 numbers show.
+margins of several times the difference the seed-0 numbers show (z2's reconstruction ratio:
+0.81 in this run, 0.73-0.82 over two seeds and two trajectories; asserted below 0.95).
 """
 import pytest
 import torch
@@ -24,8 +25,9 @@ pytestmark = pytest.mark.slow
 
 
 def _run(name: str):
-    """(model, loader of its data, its config): `digits_runs` trains it (1,500 steps, batch
-    32, lr 5e-4, R1 1 on D's x-gradient, init std 0.05, seed 0, one core)."""
+    """(model, loader of its data, its config): `digits_runs` trains it (the preset's batch
+    32, lr 5e-4, R1 1 on D's x-gradient, init std 0.05; HALI 5,000 steps with the rate falling
+    linearly to 0.1x over the second half, conditional ALI 1,500; seed 0, one core)."""
     model, _, _ = digits_runs.trained(name)
     cfg = digits_runs.run_config(name)
     return model, make_loader(cfg, 0, 1, torch.device("cpu")), cfg
@@ -50,6 +52,7 @@ def test_z1_reconstructs_better_than_z2_and_than_random_pairs(hali):
           f"random pair {r['recon_mse_random_pair']:.4f}")
     assert r["recon_mse_z1"] < 0.8 * r["recon_mse_random_pair"]
     assert r["recon_mse_z1"] < 0.9 * r["recon_mse_z2"]
+    assert r["recon_mse_z2"] < 0.95 * r["recon_mse_random_pair"]
 
 
 def test_z2_features_beat_raw_pixels_at_100_labels(hali):
