@@ -18,7 +18,7 @@ class Maxout(nn.Module):
     """Max over `pieces` groups of consecutive channels: (B, C*pieces, ...) -> (B, C, ...).
     By `max(dim)`, whose backward routes the gradient through the argmax: `amax`'s backward
     compares every piece with the maximum and was the toy step's slowest kernel (toy step
-    1.16x faster in fp32 on one core, benchmarks/toy_step.py); the values are the same."""
+    1.11x faster in fp32 on one core, benchmarks/toy_step.py); the values are the same."""
 
     def __init__(self, pieces: int):
         super().__init__()
