@@ -2,12 +2,13 @@
 Train workers (gloo), then `--resume` with a larger budget into the same MLflow run:
 conditional HALI on the embedded digits (`--preset hali-digits --conditional`: the
 single-stage path of `ali`, which `gan` and `vae` share, with the hierarchy and the class
-input on top) and `gan_inverse` on the toy across its stage boundary (the checkpoint falls in
-the GAN stage, the resumed run finishes the encoder stage; `gan_posthoc` shares that path).
-Every method trains under DDP with 2 workers in test_ddp.py and in Tune trials in
-test_tune.py (the toy study trains every method through the same loop; the TorchTrainer
-search runs conditional HALI); a CLI run for each of the others is left out to keep CI's
-30-minute budget."""
+input on top), `gan_inverse` on the toy across its stage boundary (the checkpoint falls in
+the GAN stage, the resumed run finishes the encoder stage; `gan_posthoc` shares that path),
+and semi-supervised `kplus1` on the digits (its labelled subset, K from the manifest).
+Every method trains under DDP with 2 workers in test_ddp.py, resumes bit-exactly from any
+checkpoint in test_distributed.py, and trains in Tune trials in test_tune.py (the toy study
+trains every unlabelled method; the TorchTrainer searches run conditional HALI and K+1); a
+CLI run for each of the others is left out to keep CI's 30-minute budget."""
 import pytest
 import torch
 
@@ -20,10 +21,12 @@ RESUMED = {   # name: (preset, method, extra flags)
     "hali_conditional": ("hali-digits", "ali", ["--conditional", "--batch-size", "8",
                                                 "--probe-labels", "0"]),
     "gan_inverse": ("toy", "gan_inverse", []),
+    "kplus1": ("digits", "kplus1", ["--labels", "20", "--batch-size", "8",
+                                    "--probe-labels", "0", "--loader", "webdataset"]),
 }
 
 
-# kplus1 and classifier train on digits in test_kplus1.py
+# kplus1 and classifier learn on digits in test_kplus1.py
 @pytest.mark.parametrize("name", RESUMED)
 def test_method_trains_with_two_workers_and_resumes(name, ali_home, tmp_path):
     from mlflow.tracking import MlflowClient
@@ -47,7 +50,7 @@ def test_method_trains_with_two_workers_and_resumes(name, ali_home, tmp_path):
     assert state["step"] == total and state["config"]["model"]["method"] == method
     last = state["optimizers"][sorted(state["optimizers"])[-1]]["state"]
     assert max(int(v["step"]) for v in last.values()) > 0
-    if method == "ali":                       # the optimiser state came along on resume
+    if method in ("ali", "kplus1"):           # the optimiser state came along on resume
         assert {int(v["step"]) for v in state["optimizers"]["g"]["state"].values()} == {40}
     model = ali_dist.load(second["model_dir"])
     assert model.name == ("hali" if preset.startswith("hali") else method)
@@ -56,6 +59,11 @@ def test_method_trains_with_two_workers_and_resumes(name, ali_home, tmp_path):
         if model.encoder is not None:
             assert model.reconstruct(x).shape == x.shape
         assert model.sample(3).shape == (3, 2)
+        return
+    if method == "kplus1":                    # K from the data's manifest, saved and loaded
+        assert state["config"]["model"]["classes"] == 10 and state["config"]["data"]["labels"] == 20
+        assert model.classify(torch.rand(4, 1, 32, 32)).shape == (4, 10)
+        assert 0 <= second["metrics"]["classify_error"] <= 1     # the final test error
         return
     assert model.is_hierarchical and model.conditional       # what was trained came back
     x, y = torch.rand(4, 1, 32, 32), torch.arange(4)

@@ -136,9 +136,32 @@ def test_cli_help_and_clear_errors(ali_home, capsys):
     assert search.main(["--models", "ali,bigan", "--budget", "ci"]) == 2
     assert "unknown bigan" in capsys.readouterr().err
     assert toy_study.main(["--preset", "digits"]) == 2
+    assert search.main(["--preset", "digits", "--method", "gan", "--budget", "ci"]) == 2
+    assert "no reconstruction ratio" in capsys.readouterr().err     # nothing to rank a GAN by
     with pytest.raises(SystemExit, match="no study named 'nope'"):
         search.main(["--budget", "ci", "--name", "nope", "--resume"])
 
+
+
+def test_trials_tune_stopped_close_as_finished_and_the_rest_as_killed(mlflow_store):
+    """ASHA's stopped trials count as finished, even where the trial marked its own run FAILED
+    on the way out; a trial the driver lost (still RUNNING) counts as killed; a real failure
+    stays FAILED."""
+    from ali_dist import tracking
+    from tune import record
+    study = record.start_parent("close", "close-test", {}, {})
+    runs = {t: record.child_run(study.as_dict(), t, t, {}, {}) for t in
+            ("stopped", "stopped_failed", "completed", "lost", "failed")}
+    for t in ("stopped_failed", "failed"):
+        tracking.end_run(runs[t], "FAILED")
+    record.close_children(study, {"completed"}, {"stopped", "stopped_failed"})
+    client = _client(mlflow_store)
+    got = {t: client.get_run(r.run_id) for t, r in runs.items()}
+    assert {t: r.info.status for t, r in got.items()} == {
+        "stopped": "FINISHED", "stopped_failed": "FINISHED", "completed": "FINISHED",
+        "lost": "KILLED", "failed": "FAILED"}
+    assert got["stopped_failed"].data.tags["stopped_early"] == "true"
+    assert "stopped_early" not in got["completed"].data.tags
 
 # ---------------------------------------------------------------------------- baselines --
 
@@ -376,3 +399,39 @@ def test_search_through_torchtrainer_resumes_after_the_driver_dies(mlflow_store,
     assert best["setting"]["lr"] > 0 and f"--config {base}" in best["command"]
     assert children[0].data.params["model.conditional"] == "True"     # what the trial trained
     assert "recon_ratio_z1" in children[0].data.metrics
+
+
+@pytest.mark.slow
+def test_kplus1_search_ranks_trials_by_the_test_error(mlflow_store, ray_cluster, tmp_path):
+    """Semi-supervised K+1 through the search path (a TorchTrainer per trial): the test error
+    is evaluated at every report, ASHA ranks by it, and the best command trains the same."""
+    from tune import search
+    out, base = tmp_path / "out", tmp_path / "labels.yaml"
+    base.write_text("data:\n  labels: 20\n  loader: webdataset\neval:\n  probe_labels: 0\n")
+    assert search.main(["--preset", "digits", "--method", "kplus1", "--config", str(base),
+                        "--batch-size", "8", "--budget", "ci", "--trials", "2", "--steps", "20",
+                        "--eval-every", "10", "--storage", str(tmp_path / "runs"),
+                        "--name", "kplus1-search", "--concurrency", "2", "--out", str(out)]) == 0
+    rows = json.loads((out / "trials.json").read_text())
+    assert len(rows) == 2 and all(r["ok"] for r in rows), rows
+    errors = [r["classify_error"] for r in rows]
+    assert errors == sorted(errors) and all(0 <= e <= 1 for e in errors), rows
+    best = json.loads((out / "best_config.json").read_text())
+    assert best["classify_error"] == errors[0], (best, rows)
+    assert "--method kplus1 --labels 20" in best["command"]
+
+    client = _client(mlflow_store)
+    runs = client.search_runs([client.get_experiment_by_name("ali-dist-tune").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.params["metric"] == "classify_error (min)"
+    assert parent.data.metrics["best_classify_error"] == errors[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 2, rows
+    ends = []
+    for child in children:
+        assert child.data.tags["model"] == "kplus1", child.data.tags
+        assert child.info.status == "FINISHED", (child.info, rows)
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "classify_error")]
+        assert steps == list(range(10, steps[-1] + 1, 10)), steps       # at every report
+        ends.append(steps[-1])
+    assert max(ends) == 20, rows                    # ASHA let one run its whole budget

@@ -1,7 +1,8 @@
 """An ASHA search of one preset through Ray Train: each trial is a distributed TorchTrainer
 with its own workers; Tune draws lr (log-uniform) and beta1 (uniform) and ASHA stops trials
-whose reconstruction ratio (reconstruction MSE / random-pair MSE, lower is better) trails at
-a rung. `--resume` continues a search whose driver died (Tuner.restore): finished trials are
+whose metric trails at a rung: the reconstruction ratio (reconstruction MSE / random-pair MSE)
+for a method with an encoder, the test error for one that classifies (kplus1, classifier);
+lower is better for both. `--resume` continues a search whose driver died (Tuner.restore): finished trials are
 kept, each unfinished one restarts its TorchTrainer from its newest checkpoint.
 """
 from __future__ import annotations
@@ -9,13 +10,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ali_dist.methods import LABELLED, MODEL_PARTS
 from ali_dist.models import get_preset
 
 from . import record, report, study
 from .space import describe, get_budget, image_space, toy_space
 
-METRIC = report.RECON
+CLASSIFY = "classify_error"      # `ali_dist.evaluate.classify`
 TRIAL_DRIVER_CPU = 0.05
+
+
+def search_metric(method: str) -> str:
+    """What ASHA ranks `method`'s trials by (lower is better), or a ValueError saying why the
+    method has nothing to rank by."""
+    if method in LABELLED:
+        return CLASSIFY
+    if MODEL_PARTS[method][0]:
+        return report.RECON
+    raise ValueError(f"--method {method}: a model without an encoder has no reconstruction "
+                     f"ratio (nor a classifier's error) for ASHA to rank trials by; the toy "
+                     f"study compares GANs by mode counts (python -m tune.search --preset toy)")
 
 
 def _per_trial(cfg) -> tuple[str, float]:
@@ -54,6 +68,7 @@ def run(args) -> dict:
     from .study import base_config
     from .trials import torch_trial
 
+    metric = search_metric(args.method)       # before anything starts
     place = study.Place(storage_lib.resolve(args.storage), args.name, args.resume)
     place.check()
     preset = get_preset(args.preset)
@@ -61,6 +76,9 @@ def run(args) -> dict:
                                                              args.epochs, args.eval_every)
     cfg = base_config(args)
     cfg.model.method = args.method
+    if metric == CLASSIFY:       # the test error at every evaluation, not only the last
+        cfg.eval.metrics = ",".join(dict.fromkeys(
+            [m for m in (cfg.eval.metrics or "").split(",") if m] + ["classify"]))
     cfg.run.workers, cfg.run.cpus_per_worker = args.workers, args.cpus_per_worker
     cfg.run.gpus_per_worker = args.gpus_per_worker
     cfg.optim.steps, cfg.optim.epochs = budget.steps, budget.epochs
@@ -89,11 +107,11 @@ def run(args) -> dict:
          "trials": budget.trials, "steps": budget.steps, "epochs": budget.epochs,
          "eval_every": budget.eval_every, "search_space": describe(space),
          "search_seed": args.seed, "workers_per_trial": args.workers,
-         "concurrency": concurrency, "metric": f"{METRIC} (min)"},
+         "concurrency": concurrency, "metric": f"{metric} (min)"},
         {**study.base_tags("search", args.preset), "budget": budget_text})
     print(f"[tune] search {args.name!r} of {args.preset}: {budget_text}; {describe(space)}; "
           f"{args.workers} worker(s) per trial, {concurrency} trial(s) at a time; ASHA on "
-          f"{METRIC}; MLflow parent run {ref.parent_run_id}", flush=True)
+          f"{metric}; MLflow parent run {ref.parent_run_id}", flush=True)
 
     setting = {**space, "seed": tune.randint(0, 2 ** 31 - 1), "index": 0}
     param_space = {"study": ref.as_dict(), "base": cfg.to_dict(), "setting": setting,
@@ -102,7 +120,7 @@ def run(args) -> dict:
     # than being stopped by ASHA at max_t. An epoch budget: each trial ends by itself.
     max_t = budget.steps + 1 if budget.steps else 10 ** 12
     grace = min(args.grace_steps or budget.eval_every, max_t)
-    asha = ASHAScheduler(time_attr="step", metric=METRIC, mode="min", max_t=max_t,
+    asha = ASHAScheduler(time_attr="step", metric=metric, mode="min", max_t=max_t,
                          grace_period=grace, reduction_factor=args.reduction_factor)
     # The cap goes to the search algorithm: Tune ignores max_concurrent_trials for it.
     tune_config = tune.TuneConfig(
@@ -116,34 +134,38 @@ def run(args) -> dict:
     except BaseException:
         record.log_study(ref, {}, {}, {}, status="FAILED")
         raise
-    return summarize(results, ref, budget_text, budget.steps, args, place)
+    return summarize(results, ref, budget_text, budget.steps, args, place, metric, cfg)
 
 
 def summarize(results, ref: record.StudyRef, budget_text: str, steps: int | None, args,
-              place: study.Place) -> dict:
-    rows = report.search_rows(results, METRIC)
+              place: study.Place, metric: str, cfg) -> dict:
+    rows = report.search_rows(results, metric)
     early = {r["trial_id"] for r in rows if r["ok"] and steps and (r["step"] or 0) < steps}
     best = None
     if rows and rows[0]["ok"]:
         s = rows[0]["setting"]
-        best = {"trial_id": rows[0]["trial_id"], METRIC: rows[0][METRIC], "setting": s,
-                "command": f"python -m ali_dist.train --preset {args.preset} --lr {s['lr']:.4g} "
+        method = f" --method {args.method}" if args.method != "ali" else ""
+        if args.method in LABELLED and cfg.data.labels:     # else the preset's default
+            method += f" --labels {cfg.data.labels}"
+        best = {"trial_id": rows[0]["trial_id"], metric: rows[0][metric], "setting": s,
+                "command": f"python -m ali_dist.train --preset {args.preset}{method} "
+                           f"--lr {s['lr']:.4g} "
                            f"--beta1 {s['beta1']:.3f} --seed {s['seed']} --workers {args.workers}"
                            + (f" --init-std {s['init_std']:.4g}" if "init_std" in s else "")
                            + (f" --data {args.data}" if args.data else "")
                            + (f" --config {args.config}" if args.config else "")
                            + (f" --steps {steps}" if steps else "")}
-    files = {"search_table.md": report.search_markdown(rows, budget_text, METRIC, steps),
+    files = {"search_table.md": report.search_markdown(rows, budget_text, metric, steps),
              "trials.json": record.to_json(rows), "best_config.json": record.to_json(best)}
     out = Path(args.out) if args.out else place.default_out()
     study.write_outputs(out, files)
     record.close_children(ref, {r['trial_id'] for r in rows if r['ok']} - early, early)
-    record.log_study(ref, files, {f"best_{METRIC}": best[METRIC]} if best else {}, {},
+    record.log_study(ref, files, {f"best_{metric}": best[metric]} if best else {}, {},
                      params={f"best.{k}": v for k, v in (best or {}).get("setting", {}).items()
                              if k != "index"})
     print(files["search_table.md"], flush=True)
     if best:
-        print(f"[tune] best: {METRIC} {best[METRIC]:.4f}; {best['command']}")
+        print(f"[tune] best: {metric} {best[metric]:.4f}; {best['command']}")
     print(f"[tune] files in {out.resolve()}; MLflow parent run {ref.parent_run_id}", flush=True)
     return {"rows": rows, "best": best, "out": str(out), "stopped_early": sorted(early),
             "parent_run_id": ref.parent_run_id, "tracking_uri": ref.tracking_uri}

@@ -67,17 +67,19 @@ def children(study: StudyRef) -> list:
 
 
 def close_children(study: StudyRef, completed: set[str], stopped_early: set[str]) -> None:
-    """Children still RUNNING belong to trials that Tune ended from outside: ASHA stopped them
-    (tagged `stopped_early`), a scheduler stopped them at their last step (`completed`), or
-    the driver died. The first two count as finished, the rest as killed."""
+    """Close the children of trials that Tune ended from outside: ASHA stopped them (tagged
+    `stopped_early`), a scheduler stopped them at their last step (`completed`), or the driver
+    died. The first two count as finished even where the trial, interrupted inside its
+    training, marked its own run FAILED on the way out; runs still RUNNING otherwise count as
+    killed."""
     client = _client(study.tracking_uri)
     for run in children(study):
-        if run.info.status != "RUNNING":
-            continue
         trial = run.data.tags.get(TRIAL_TAG)
+        done = trial in stopped_early or trial in completed
+        if run.info.status == "FINISHED" or (run.info.status != "RUNNING" and not done):
+            continue
         if trial in stopped_early:
             client.set_tag(run.info.run_id, "stopped_early", "true")
-        done = trial in stopped_early or trial in completed
         client.set_terminated(run.info.run_id, "FINISHED" if done else "KILLED")
 
 

@@ -3,14 +3,16 @@
     python -m tune.search                       the toy study at the laptop budget
     python -m tune.search --budget ci           the same, in about a minute
     python -m tune.search --preset digits --budget laptop
+    python -m tune.search --preset digits --method kplus1      (ASHA on the test error)
     python -m tune.search --preset celeba64 --data /shards/celeba64 --budget paper --workers 8
     python -m tune.search --preset digits --name my-search --resume   (after the driver died)
 
 The toy preset runs the paper's study (section 4.5): every model (ALI, GAN and the Figure 8
 baselines) trained at the same random settings of lr, beta1 and init std, in-process trials,
 a table of both mode counts, Figure 8. Image presets (or the toy with --runner torch) run an
-ASHA search over lr and beta1 on the reconstruction ratio, one distributed TorchTrainer per
-trial. Everything goes to MLflow: a parent run per study, a child run per trial.
+ASHA search over lr and beta1 on the reconstruction ratio (or, for a method that classifies,
+the test error), one distributed TorchTrainer per trial. Everything goes to MLflow: a parent
+run per study, a child run per trial.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import argparse
 import sys
 import time
 
+from ali_dist.config import METHOD_NAMES
 from ali_dist.methods.adversarial import UPDATES
 from ali_dist.models import PRESETS, get_preset
 from ali_dist.schedule import DECAYS
@@ -71,9 +74,11 @@ def build_parser(prog: str = "python -m tune.search", toy_only: bool = False):
                         "through TorchTrainer (the search); torch on the toy runs the ASHA "
                         "search through TorchTrainer instead")
     g = p.add_argument_group("search (image presets, or --runner torch)")
-    g.add_argument("--method", default="ali", choices=("ali",),
-                   help="the model searched; ASHA ranks trials by the reconstruction ratio, "
-                        "so it needs an encoder [default: ali]")
+    g.add_argument("--method", default="ali", choices=METHOD_NAMES,
+                   help="the method searched; ASHA ranks trials by the reconstruction ratio "
+                        "(methods with an encoder) or the test error (kplus1, classifier: "
+                        "--config's data.labels sets the labelled images); a GAN has neither: "
+                        "the toy study compares it [default: ali]")
     g.add_argument("--workers", type=int, default=1, help="Ray Train workers per trial "
                                                           "[default: 1]")
     g.add_argument("--cpus-per-worker", type=float, default=1, help="[default: 1]")
