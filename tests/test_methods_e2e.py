@@ -48,6 +48,7 @@ def test_method_trains_with_two_workers_and_resumes(name, ali_home, tmp_path):
     assert logged == list(range(10, total + 1, 10))          # continuous, nothing repeated
     state = torch.load(f"{second['checkpoint']}/state.pt", weights_only=True)
     assert state["step"] == total and state["config"]["model"]["method"] == method
+    assert len(state["param_digests"]) == 2 and len(set(state["param_digests"])) == 1  # in sync
     last = state["optimizers"][sorted(state["optimizers"])[-1]]["state"]
     assert max(int(v["step"]) for v in last.values()) > 0
     if method in ("ali", "kplus1"):           # the optimiser state came along on resume
