@@ -96,6 +96,8 @@ class Console:
                 self._bar = ""
 
     def _total(self, m: dict) -> int | None:
+        if m.get("steps_total"):            # the loop's count, a method's every stage included
+            return int(m["steps_total"])
         if self.steps:
             return int(self.steps)
         if self.epochs and m.get("epoch"):

@@ -206,7 +206,8 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             return model
         last = step == total or out_of_time
         log_now, eval_now, ckpt_now = log_now or last, eval_now or last, ckpt_now or last
-        metrics = {"step": step, "epoch": step / loader.batches_per_epoch,
+        # steps_total: the driver's progress counts a two-stage method's second stage too
+        metrics = {"step": step, "steps_total": total, "epoch": step / loader.batches_per_epoch,
                    "lr": _lr(opt), "rollbacks": rollbacks}
         if hasattr(loader, "skipped_samples"):
             metrics["skipped_samples"] = loader.skipped_samples
@@ -239,7 +240,8 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
             good = copy.deepcopy(saved)
             metrics["ranks_in_sync"] = float(len(set(saved["param_digests"])) == 1)
         if rank == 0:
-            tracker.metrics({k: v for k, v in metrics.items() if k != "step"}, step)
+            tracker.metrics({k: v for k, v in metrics.items()
+                             if k not in ("step", "steps_total")}, step)
         report(metrics, saved)
         if out_of_time:
             if rank == 0:

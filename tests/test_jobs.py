@@ -104,8 +104,9 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
                 [str(BIN / "ray"), "job", "submit", "--address", address, "--submission-id",
                  job_id, "--working-dir", str(REPO), "--runtime-env-json",
                  json.dumps(runtime_env), "--", "python", "-m", "ali_dist.train",
-                 "--preset", "toy", "--workers", "2", "--steps", "100", "--log-every", "50",
-                 "--eval-every", "100", "--name", "job1", "--experiment", "jobs",
+                 "--preset", "toy", "--method", "gan_posthoc", "--workers", "2",
+                 "--steps", "100", "--log-every", "50", "--eval-every", "100",
+                 "--name", "job1", "--experiment", "jobs",
                  "--storage", str(work / "storage")],
                 env=env, capture_output=True, text=True, timeout=600)
             if "No available agent" not in submit.stdout + submit.stderr \
@@ -114,7 +115,8 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
             time.sleep(5)
         assert submit.returncode == 0, (submit.stdout[-3000:] + submit.stderr[-3000:]
                                         + "\nhead log:\n" + head_log.read_text()[-3000:])
-        assert "[ali_dist] step 100/100" in submit.stdout
+        # post-hoc inference: 100 GAN steps, then half as many for its encoder and joint D
+        assert "[ali_dist] step 150/150" in submit.stdout
         status = subprocess.run([str(BIN / "ray"), "job", "status", "--address", address,
                                  job_id], env=env, capture_output=True, text=True,
                                 timeout=120)
@@ -129,8 +131,10 @@ def test_job_submission_with_token_auth_logs_to_the_mlflow_server(mlflow_server)
     run = runs[0]
     assert run.info.status == "FINISHED" and run.info.run_name == "job1"
     assert run.data.tags["world_size"] == "2"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")] == [50, 100]
-    assert "modes_paper" in run.data.metrics
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss_d")] == \
+        [50, 100, 150]
+    assert "modes_paper" in run.data.metrics and "recon_ratio" in run.data.metrics  # encodes
+    assert run.data.tags["method"] == "gan_posthoc"
     models = client.search_logged_models([run.info.experiment_id],
                                          filter_string=f"source_run_id = '{run.info.run_id}'")
     assert [m.name for m in models] == ["model"]
