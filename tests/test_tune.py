@@ -125,7 +125,7 @@ def test_table_statistics_pairing_and_best_configuration():
 
 
 def test_cli_help_and_clear_errors(ali_home, capsys):
-    from tune import search, toy_study
+    from tune import search
     with pytest.raises(SystemExit) as e:
         search.main(["--help"])
     assert e.value.code == 0
@@ -135,7 +135,6 @@ def test_cli_help_and_clear_errors(ali_home, capsys):
         assert flag in out
     assert search.main(["--models", "ali,bigan", "--budget", "ci"]) == 2
     assert "unknown bigan" in capsys.readouterr().err
-    assert toy_study.main(["--preset", "digits"]) == 2
     assert search.main(["--preset", "digits", "--method", "gan", "--budget", "ci"]) == 2
     assert "no reconstruction ratio" in capsys.readouterr().err     # nothing to rank a GAN by
     with pytest.raises(SystemExit, match="no study named 'nope'"):
@@ -287,7 +286,7 @@ def test_toy_study_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
     """Every model of the study, one paired setting, a few steps: the table, Figure 8 and the
     best configuration land in files and in MLflow (parent run + one child per trial)."""
     from tune.study import MODELS
-    from tune.toy_study import main
+    from tune.search import main
     out = tmp_path / "out"
     rc = main(["--budget", "ci", "--trials", "1", "--steps", "30", "--eval-every", "15",
                "--storage", str(tmp_path / "runs"), "--name", "toy-e2e", "--out", str(out),

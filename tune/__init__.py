@@ -1,6 +1,6 @@
 """Ray Tune studies of ali-dist.
 
-    python -m tune.toy_study             the paper's toy study (section 4.5, Figure 8): ALI, GAN
+    python -m tune.search                the paper's toy study (section 4.5, Figure 8): ALI, GAN
                                          and the Figure 8 baselines over random lr, beta1 and
                                          init std; both mode counts; a table; MLflow runs
     python -m tune.search --preset P     an ASHA search of an image preset: one distributed
@@ -14,7 +14,7 @@ Modules, one job each:
     report.py        the study table (JSON, Markdown, console), the best configuration and
                      Figure 8
     study.py         what every study shares: storage, Ray, the base config, the Tuner
-    search.py        the command line (toy_study.py is its toy entry point)
+    search.py        the command line: the toy study or an image search
     toy_study.py     the toy study: paired settings, in-process trials, table, Figure 8
     image_search.py  the ASHA search through TorchTrainer, resumable
 """

@@ -37,7 +37,7 @@ def _budget_help() -> str:
     return "\n".join(lines)
 
 
-def build_parser(prog: str = "python -m tune.search", toy_only: bool = False):
+def build_parser(prog: str = "python -m tune.search"):
     p = argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1] + " "
         "The toy preset runs the paper's toy study; image presets run an ASHA search.",
@@ -49,8 +49,7 @@ def build_parser(prog: str = "python -m tune.search", toy_only: bool = False):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--preset", default="toy", choices=tuple(PRESETS),
-      help=argparse.SUPPRESS if toy_only else
-      "architecture and hyper-parameters searched around [default: toy]")
+      help="architecture and hyper-parameters searched around [default: toy]")
     a("--data", help="training data for image presets (as `python -m ali_dist.train --data`); "
                      "default: the preset's embedded data")
     a("--config", help="YAML training config (sections model/data/optim/run, as for "
@@ -118,9 +117,8 @@ def build_parser(prog: str = "python -m tune.search", toy_only: bool = False):
     return p
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m tune.search",
-         toy_only: bool = False) -> int:
-    args = build_parser(prog, toy_only).parse_args(argv)
+def main(argv: list[str] | None = None, prog: str = "python -m tune.search") -> int:
+    args = build_parser(prog).parse_args(argv)
     preset = get_preset(args.preset)
     study_kind = "toy" if (not preset.is_image and args.runner != "torch") else "search"
     if preset.is_image and args.runner == "inprocess":

@@ -4,13 +4,12 @@ the Figure 8 baselines, each trained at the same random settings of learning rat
 Reports both mode counts, the share of high-quality samples and the reverse KL per model, the
 best configuration, and Figure 8, to the console, to files and to MLflow.
 
-    python -m tune.toy_study [--budget ci|laptop|long|paper] [--trials N] [--steps N] ...
-(the same flags as `python -m tune.search`, with --preset toy).
+    python -m tune.search [--budget ci|laptop|long|paper] [--trials N] [--steps N] ...
+(`tune/search.py` is the command line; this module is what it runs for the toy preset).
 """
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 from ali_dist.models import get_preset
@@ -129,16 +128,3 @@ def summarize(results, ref: record.StudyRef, models: list[str], budget_text: str
     return {"summary": summary, "rows": rows, "best": best, "pairs": pairs, "out": str(out),
             "parent_run_id": ref.parent_run_id, "tracking_uri": ref.tracking_uri}
 
-
-def main(argv: list[str] | None = None) -> int:
-    from .search import main as search_main
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a == "--preset" or a.startswith("--preset=") for a in argv):
-        print("error: python -m tune.toy_study always studies the toy preset; use "
-              "python -m tune.search --preset ... for the others", file=sys.stderr)
-        return 2
-    return search_main(argv, prog="python -m tune.toy_study", toy_only=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
