@@ -122,7 +122,8 @@ class OptimConfig:
                       choices=("auto", "on", "off"))
     channels_last: str = _f("auto", "keep networks and batches channels-last (NHWC): on, "
                             "off, or auto (on with CUDA, where cuDNN's fast kernels want it; "
-                            "off on CPU, where it was slower)", choices=("auto", "on", "off"))
+                            "off on CPU: 1.04-1.21x faster there, but the README's CPU results "
+                            "were trained in NCHW and do not reproduce bit for bit without it)", choices=("auto", "on", "off"))
 
 
 @dataclass

@@ -40,8 +40,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def resolve_switch(name: str, value: str, device: torch.device) -> bool:
-    """--compile and --channels-last: "auto" turns each on where it was measured to help.
-    On CPU (README, "Performance") compile did not; auto is on for CUDA only."""
+    """--compile and --channels-last: "auto" turns each on for CUDA only. On CPU (README,
+    "Performance") compile was slower; channels-last was faster, but the documented CPU results
+    were trained in NCHW, and short runs there change with the float rounding."""
     if value not in SWITCHES:
         raise ValueError(f"--{name} must be one of {SWITCHES}, got {value!r}")
     return value == "on" or (value == "auto" and device.type == "cuda")
