@@ -123,7 +123,8 @@ class OptimConfig:
     channels_last: str = _f("auto", "keep networks and batches channels-last (NHWC): on, "
                             "off, or auto (on with CUDA, where cuDNN's fast kernels want it; "
                             "off on CPU: 1.04-1.21x faster there, but the README's CPU results "
-                            "were trained in NCHW and do not reproduce bit for bit without it)", choices=("auto", "on", "off"))
+                            "were trained in NCHW and change with it)",
+                            choices=("auto", "on", "off"))
 
 
 @dataclass

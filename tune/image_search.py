@@ -2,8 +2,9 @@
 with its own workers; Tune draws lr (log-uniform) and beta1 (uniform) and ASHA stops trials
 whose metric trails at a rung: the reconstruction ratio (reconstruction MSE / random-pair MSE)
 for a method with an encoder, the test error for one that classifies (kplus1, classifier);
-lower is better for both. `--resume` continues a search whose driver died (Tuner.restore): finished trials are
-kept, each unfinished one restarts its TorchTrainer from its newest checkpoint.
+lower is better for both. `--resume` continues a search whose driver died (Tuner.restore):
+finished trials are kept, each unfinished one restarts its TorchTrainer from its newest
+checkpoint.
 """
 from __future__ import annotations
 
