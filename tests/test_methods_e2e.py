@@ -62,7 +62,8 @@ def test_method_trains_with_two_workers_and_resumes(name, ali_home, tmp_path):
         assert model.sample(3).shape == (3, 2)
         return
     if method == "kplus1":                    # K from the data's manifest, saved and loaded
-        assert state["config"]["model"]["classes"] == 10 and state["config"]["data"]["labels"] == 20
+        saved = state["config"]
+        assert saved["model"]["classes"] == 10 and saved["data"]["labels"] == 20
         assert model.classify(torch.rand(4, 1, 32, 32)).shape == (4, 10)
         assert 0 <= second["metrics"]["classify_error"] <= 1     # the final test error
         return

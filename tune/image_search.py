@@ -17,7 +17,6 @@ from ali_dist.models import get_preset
 from . import record, report, study
 from .space import describe, get_budget, image_space, toy_space
 
-CLASSIFY = "classify_error"      # `ali_dist.evaluate.classify`
 TRIAL_DRIVER_CPU = 0.05
 
 
@@ -25,7 +24,7 @@ def search_metric(method: str) -> str:
     """What ASHA ranks `method`'s trials by (lower is better), or a ValueError saying why the
     method has nothing to rank by."""
     if method in LABELLED:
-        return CLASSIFY
+        return report.CLASSIFY
     if MODEL_PARTS[method][0]:
         return report.RECON
     raise ValueError(f"--method {method}: a model without an encoder has no reconstruction "
@@ -64,6 +63,7 @@ def run(args) -> dict:
     from ray.tune.search import BasicVariantGenerator
 
     from ali_dist import storage as storage_lib
+    from ali_dist.evaluate.suite import check_metrics
     from ali_dist.train import _gpus_per_worker, _prepare_data
 
     from .study import base_config
@@ -77,9 +77,9 @@ def run(args) -> dict:
                                                              args.epochs, args.eval_every)
     cfg = base_config(args)
     cfg.model.method = args.method
-    if metric == CLASSIFY:       # the test error at every evaluation, not only the last
-        cfg.eval.metrics = ",".join(dict.fromkeys(
-            [m for m in (cfg.eval.metrics or "").split(",") if m] + ["classify"]))
+    names = check_metrics(cfg.eval.metrics)
+    if metric == report.CLASSIFY and "classify" not in names:   # at every evaluation
+        cfg.eval.metrics = ",".join((*names, "classify"))
     cfg.run.workers, cfg.run.cpus_per_worker = args.workers, args.cpus_per_worker
     cfg.run.gpus_per_worker = args.gpus_per_worker
     cfg.optim.steps, cfg.optim.epochs = budget.steps, budget.epochs

@@ -14,6 +14,7 @@ from ali_dist import config as config_lib
 
 MODES_PAPER, MODES_STRICT = "modes_paper", "modes_strict"
 HIGH_QUALITY, REVERSE_KL, RECON = "high_quality", "reverse_kl", "recon_ratio"
+CLASSIFY = "classify_error"          # a classifying model's test error (evaluate/classify.py)
 TOY_METRICS = (MODES_PAPER, MODES_STRICT, HIGH_QUALITY, REVERSE_KL)
 
 # Published numbers for the same setup (MISSION.md): the ALI paper's count over 10 random

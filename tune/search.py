@@ -37,9 +37,9 @@ def _budget_help() -> str:
     return "\n".join(lines)
 
 
-def build_parser(prog: str = "python -m tune.search"):
+def build_parser():
     p = argparse.ArgumentParser(
-        prog=prog, description=__doc__.split("\n\n")[0].split(": ", 1)[1] + " "
+        prog="python -m tune.search", description=__doc__.split("\n\n")[0].split(": ", 1)[1] + " "
         "The toy preset runs the paper's toy study; image presets run an ASHA search.",
         epilog="Budgets (trials x length; --trials/--steps/--epochs/--eval-every override "
                "them):\n" + _budget_help() + "\n\nRay: joins RAY_ADDRESS when set, else starts "
@@ -117,8 +117,8 @@ def build_parser(prog: str = "python -m tune.search"):
     return p
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m tune.search") -> int:
-    args = build_parser(prog).parse_args(argv)
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     preset = get_preset(args.preset)
     study_kind = "toy" if (not preset.is_image and args.runner != "torch") else "search"
     if preset.is_image and args.runner == "inprocess":
