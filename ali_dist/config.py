@@ -43,6 +43,9 @@ class ModelConfig:
                              "read from the data's manifest)")
     init_std: float | None = _f(None, "std of the N(0, std) weight init (default: the preset's, "
                                 "0.01 as in the paper)")
+    bn_momentum: float | None = _f(None, "batch-norm running statistics move this share of "
+                                   "the way to each training batch's (they are what eval mode "
+                                   "normalises with; default: the preset's)")
     conditional: bool = _f(False, "conditional ALI/HALI (paper eq. 7): the data's labels or "
                            "attributes (y) are embedded linearly into the encoder, the decoder "
                            "and the discriminator; sample and reconstruct then take y. Needs a "
@@ -277,6 +280,10 @@ def resolve(cfg: Config) -> Config:
     schedule.check(o.lr_decay, o.lr_hold, o.lr_final)
     if cfg.model.init_std is None:
         cfg.model.init_std = p.init_std
+    if cfg.model.bn_momentum is None:
+        cfg.model.bn_momentum = p.bn_momentum
+    if not 0.0 < cfg.model.bn_momentum <= 1.0:
+        raise ValueError(f"--bn-momentum is a share in (0, 1], got {cfg.model.bn_momentum}")
     if cfg.eval.probe_labels is None:
         cfg.eval.probe_labels = p.probe_labels if p.is_image else 0
     if d.labels is None:

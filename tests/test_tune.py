@@ -124,6 +124,69 @@ def test_table_statistics_pairing_and_best_configuration():
     assert metrics["ali.modes_strict_max"] == 25 and metrics["gan.failed_trials"] == 1
 
 
+def test_a_recipe_setting_reaches_the_config_the_model_and_the_command():
+    """Every field the recipe search draws lands in the trial's config and network (batch
+    norm's momentum in every BN layer, the D steps of an alternating scheme), and the command
+    printed for the best recipe trains that same config."""
+    from ali_dist import train
+    from tune.recipe import command
+    from tune.trials import trial_config
+    setting = {"lr": 3e-4, "beta1": 0.7, "init_std": 0.02, "batch_size": 50,
+               "scheme": {"update": "alternating", "d_steps": 2}, "bn_momentum": 0.3,
+               "lr_decay": "linear", "lr_hold": 0.2, "lr_final": 0.05, "seed": 7, "index": 0}
+    base = config_lib.Config()
+    base.model.preset, base.optim.steps = "toy", 500
+    cfg = trial_config({"base": base.to_dict(), "setting": setting})
+    o = cfg.optim
+    assert (o.lr, o.beta1, o.batch_size, o.update, o.d_steps) == (3e-4, 0.7, 50, "alternating", 2)
+    assert (o.lr_decay, o.lr_hold, o.lr_final) == ("linear", 0.2, 0.05)
+    assert (cfg.model.init_std, cfg.model.bn_momentum, cfg.run.seed) == (0.02, 0.3, 7)
+    method = methods.build(cfg)
+    bns = [m for m in method.model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bns) == 8 and {m.momentum for m in bns} == {0.3}       # 4 encoder + 4 decoder
+    assert [p.name for p in method.stages(500)[0].phases] == ["d", "d", "g"]
+    plain = config_lib.Config()
+    plain.model.preset = "toy"
+    assert {m.momentum for m in methods.build(config_lib.resolve(plain)).model.modules()
+            if isinstance(m, torch.nn.BatchNorm1d)} == {get_preset("toy").bn_momentum}
+
+    again = config_lib.resolve(config_lib.from_args(train.build_parser().parse_args(
+        command(setting, "toy", 500).split()[3:] + ["--seed", "7"])))
+    assert again.optim == cfg.optim and again.model == cfg.model
+    with pytest.raises(ValueError, match="--bn-momentum"):
+        config_lib.resolve(config_lib.from_args(train.build_parser().parse_args(
+            ["--bn-momentum", "0"])))
+
+
+def test_recipe_score_targets_and_ranking():
+    """The score needs both coverage and quality; the targets are PacGAN's ALI numbers plus
+    reconstructions on the input's own mode; finished trials rank above ones ASHA stopped."""
+    from tune import report
+    from tune.recipe import ranked, seed_summary
+    collapsed = {"modes_strict": 1, "high_quality": 1.0}
+    spread = {"modes_strict": 25, "high_quality": 0.04}
+    good = {"modes_strict": 24, "high_quality": 0.9}
+    assert report.recipe_score(collapsed) == 0.04 and report.recipe_score(spread) == 0.04
+    assert report.recipe_score(good) == pytest.approx(0.864)
+    at_target = {"modes_strict": 24, "high_quality": 0.95, "reverse_kl": 0.15, "recon_ratio": 0.1}
+    assert report.meets_targets(at_target)
+    for k, v in (("modes_strict", 23.9), ("high_quality", 0.94), ("reverse_kl", 0.16),
+                 ("recon_ratio", 0.11)):
+        assert not report.meets_targets({**at_target, k: v}), k
+    assert not report.meets_targets({"modes_strict": 25, "high_quality": 1.0})  # no recon
+
+    def row(tid, step, ok=True, **m):
+        return {"trial_id": tid, "step": step, "ok": ok, "setting": {}, "error": None, **m}
+    rows = ranked([row("stopped", 100, **good), row("failed", 50, ok=False),
+                   row("weak", 300, **spread), row("best", 300, **good)], steps=300)
+    assert [r["trial_id"] for r in rows] == ["best", "weak", "stopped", "failed"]
+    assert rows[2]["stopped_early"] and rows[0]["recipe_score"] == pytest.approx(0.864)
+    s = seed_summary([row("a", 300, **at_target), row("b", 300, **{**at_target,
+                                                                   "modes_strict": 25})])
+    assert s["modes_strict"]["mean"] == 24.5 and s["meets_targets"]
+    assert not seed_summary([row("a", 300, **{**at_target, "reverse_kl": 0.5})])["meets_targets"]
+
+
 def test_cli_help_and_clear_errors(ali_home, capsys):
     from tune import search
     with pytest.raises(SystemExit) as e:
@@ -131,8 +194,14 @@ def test_cli_help_and_clear_errors(ali_home, capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--budget", "--trials", "--steps", "--models", "--resume", "--concurrency",
-                 "--runner", "--grace-steps", "laptop", "paper"):
+                 "--runner", "--grace-steps", "laptop", "paper", "--recipe", "--seeds"):
         assert flag in out
+    assert search.main(["--recipe", "--preset", "digits"]) == 2
+    assert "--recipe searches the toy" in capsys.readouterr().err
+    assert search.main(["--recipe", "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert search.main(["--recipe", "--budget", "paper", "--storage", str(ali_home)]) == 2
+    assert "unknown budget 'paper'; choose one of ci, laptop, long" in capsys.readouterr().err
     assert search.main(["--models", "ali,bigan", "--budget", "ci"]) == 2
     assert "unknown bigan" in capsys.readouterr().err
     assert search.main(["--preset", "digits", "--method", "gan", "--budget", "ci"]) == 2
@@ -331,6 +400,50 @@ def test_toy_study_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
     assert parent.data.metrics["ali.modes_strict_mean"] == table["models"]["ali"][
         "modes_strict"]["mean"]
     assert float(parent.data.params["best.lr"]) == pytest.approx(best["setting"]["lr"])
+
+
+@pytest.mark.slow
+def test_recipe_search_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
+    """`--recipe`: ASHA over the recipe space (in-process ALI trials), then the best recipe
+    at fresh seeds: the table and the best recipe in files and in MLflow, every trial a child
+    run that trained its own draw."""
+    from tune.search import main
+    out = tmp_path / "out"
+    rc = main(["--recipe", "--budget", "ci", "--trials", "2", "--steps", "40", "--eval-every",
+               "20", "--seeds", "2", "--storage", str(tmp_path / "runs"), "--name", "recipe-e2e",
+               "--out", str(out), "--concurrency", "2"])
+    assert rc == 0
+    assert "best recipe: python -m ali_dist.train --preset toy" in capsys.readouterr().out
+    rows = json.loads((out / "trials.json").read_text())
+    seeds = json.loads((out / "seeds.json").read_text())
+    best = json.loads((out / "best_recipe.json").read_text())
+    assert len(rows) == 2 and len(seeds) == 2 and all(r["ok"] for r in rows + seeds), rows
+    finished = [r for r in rows if not r["stopped_early"]]
+    assert finished and all(r["step"] == 40 for r in finished)
+    assert best["search_trial"] == max(finished, key=lambda r: r["recipe_score"])["trial_id"]
+    assert [r["setting"]["seed"] for r in seeds] == [1000, 1001]
+    for r in seeds:
+        assert {k: v for k, v in r["setting"].items() if k not in ("seed", "index")} == \
+            {k: v for k, v in best["setting"].items() if k not in ("seed", "index")}
+    over = best["over_seeds"]
+    assert over["finished"] == 2 and over["modes_strict"]["mean"] == pytest.approx(
+        sum(r["modes_strict"] for r in seeds) / 2)
+    assert "--steps 40" in best["command"] and "--bn-momentum" in best["command"]
+    assert "Mean over seeds: strict modes" in (out / "recipe_table.md").read_text()
+
+    client = _client(mlflow_store)
+    runs = client.search_runs([client.get_experiment_by_name("ali-dist-tune").experiment_id])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "FINISHED" and parent.data.tags["kind"] == "recipe_search"
+    assert parent.data.metrics["seeds.modes_strict_mean"] == over["modes_strict"]["mean"]
+    assert {"recipe_table.md", "best_recipe.json", "trials.json", "seeds.json"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)}
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    trained = sorted((int(c.data.params["optim.batch_size"]),
+                      round(float(c.data.params["model.bn_momentum"]), 6)) for c in children)
+    assert trained == sorted((r["setting"]["batch_size"], round(r["setting"]["bn_momentum"], 6))
+                             for r in rows + seeds)
 
 
 def _wait_for(predicate, timeout: float, what: str, proc=None):

@@ -3,6 +3,9 @@
     python -m tune.search                the paper's toy study (section 4.5, Figure 8): ALI, GAN
                                          and the Figure 8 baselines over random lr, beta1 and
                                          init std; both mode counts; a table; MLflow runs
+    python -m tune.search --recipe       ASHA over the toy's training recipe (schedule, beta1,
+                                         batch, update scheme, init, batch norm) for ALI; the
+                                         best trained again at fresh seeds
     python -m tune.search --preset P     an ASHA search of an image preset: one distributed
                                          TorchTrainer per trial; resumable with --resume
 
@@ -17,4 +20,5 @@ Modules, one job each:
     search.py        the command line: the toy study or an image search
     toy_study.py     the toy study: paired settings, in-process trials, table, Figure 8
     image_search.py  the ASHA search through TorchTrainer, resumable
+    recipe.py        the toy recipe search: ASHA in-process, then the best at fresh seeds
 """

@@ -16,6 +16,25 @@ MODES_PAPER, MODES_STRICT = "modes_paper", "modes_strict"
 HIGH_QUALITY, REVERSE_KL, RECON = "high_quality", "reverse_kl", "recon_ratio"
 CLASSIFY = "classify_error"          # a classifying model's test error (evaluate/classify.py)
 TOY_METRICS = (MODES_PAPER, MODES_STRICT, HIGH_QUALITY, REVERSE_KL)
+# The recipe search ranks by the share of the 25 modes covered by the strict count times the
+# share of high-quality samples: 1 only when both are perfect, and neither can be traded
+# away for the other (a collapsed decoder has ~100 % high quality on one mode).
+RECIPE = "recipe_score"
+
+
+def recipe_score(metrics: dict) -> float:
+    return float(metrics[MODES_STRICT]) / 25 * float(metrics[HIGH_QUALITY])
+
+
+# What a recipe must reach, as a mean over seeds: PacGAN's ALI (strict modes, high quality,
+# reverse KL), and held-out reconstructions that land on the input's own mode.
+TARGETS = {MODES_STRICT: (">=", 24), HIGH_QUALITY: (">=", 0.95), REVERSE_KL: ("<=", 0.15),
+           RECON: ("<=", 0.1)}
+
+
+def meets_targets(means: dict) -> bool:
+    return all(k in means and (means[k] >= v if op == ">=" else means[k] <= v)
+               for k, (op, v) in TARGETS.items())
 
 # Published numbers for the same setup (MISSION.md): the ALI paper's count over 10 random
 # settings, and PacGAN's strict count for ALI after 400 epochs.

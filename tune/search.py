@@ -6,12 +6,15 @@
     python -m tune.search --preset digits --method kplus1      (ASHA on the test error)
     python -m tune.search --preset celeba64 --data /shards/celeba64 --budget paper --workers 8
     python -m tune.search --preset digits --name my-search --resume   (after the driver died)
+    python -m tune.search --recipe --budget laptop   ASHA over the toy's training recipe
 
 The toy preset runs the paper's study (section 4.5): every model (ALI, GAN and the Figure 8
 baselines) trained at the same random settings of lr, beta1 and init std, in-process trials,
 a table of both mode counts, Figure 8. Image presets (or the toy with --runner torch) run an
 ASHA search over lr and beta1 on the reconstruction ratio (or, for a method that classifies,
-the test error), one distributed TorchTrainer per trial. Everything goes to MLflow: a parent
+the test error), one distributed TorchTrainer per trial. `--recipe` searches the toy's
+training recipe instead (schedule, beta1, batch, update scheme, init, batch norm) with ASHA
+on strict modes x high-quality share, then trains the best at fresh seeds. Everything goes to MLflow: a parent
 run per study, a child run per trial.
 """
 from __future__ import annotations
@@ -72,6 +75,15 @@ def build_parser():
                    help="auto: the toy's trials train in-process (the study), image presets "
                         "through TorchTrainer (the search); torch on the toy runs the ASHA "
                         "search through TorchTrainer instead")
+    g = p.add_argument_group("recipe search (toy)")
+    g.add_argument("--recipe", action="store_true",
+                   help="search ALI's toy training recipe (lr and its schedule, beta1, batch, "
+                        "update scheme and D steps, init std, batch-norm momentum) with ASHA "
+                        "on strict modes / 25 x high-quality share (budgets ci, laptop, long; "
+                        "--grace-steps and --reduction-factor below apply)")
+    g.add_argument("--seeds", type=int, default=3,
+                   help="with --recipe: fresh seeds the best recipe is trained at afterwards; "
+                        "their mean is the recipe's result [default: 3]")
     g = p.add_argument_group("search (image presets, or --runner torch)")
     g.add_argument("--method", default="ali", choices=METHOD_NAMES,
                    help="the method searched; ASHA ranks trials by the reconstruction ratio "
@@ -121,14 +133,26 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     preset = get_preset(args.preset)
     study_kind = "toy" if (not preset.is_image and args.runner != "torch") else "search"
+    if args.recipe:
+        if preset.is_image or args.runner == "torch":
+            print("error: --recipe searches the toy preset's recipe in-process; image presets "
+                  "search lr and beta1 (leave out --recipe)", file=sys.stderr)
+            return 2
+        if args.seeds < 1:
+            print(f"error: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+            return 2
+        study_kind = "recipe"
     if preset.is_image and args.runner == "inprocess":
         print("error: --runner inprocess trains the toy study only; image presets search "
               "through TorchTrainer", file=sys.stderr)
         return 2
-    args.name = args.name or f"{args.preset}-{study_kind if study_kind == 'search' else 'study'}" \
+    args.name = args.name or f"{args.preset}-{study_kind if study_kind != 'toy' else 'study'}" \
                              f"-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        if study_kind == "toy":
+        if study_kind == "recipe":
+            from . import recipe
+            recipe.run(args)
+        elif study_kind == "toy":
             from . import toy_study
             toy_study.run(args)
         else:

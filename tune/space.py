@@ -7,6 +7,7 @@ beta1 (uniform).
 The toy study trains every model of a setting with the same (lr, beta1, init std, seed): the
 draws are paired, so "ALI vs GAN" compares the two at identical hyper-parameters, and the
 spread across settings is the paper's "random learning rate and beta1, random init std".
+The recipe search (`recipe_space`) draws what the paper leaves open instead, for ALI alone.
 """
 from __future__ import annotations
 
@@ -68,6 +69,16 @@ BUDGETS: dict[str, dict[str, Budget]] = {
         "paper": Budget(trials=10, epochs=400, eval_every=10_000,
                         about="the paper's 10 random settings per model, PacGAN's 400 epochs"),
     },
+    # The toy recipe search (`--recipe`): ALI alone, ASHA stopping the poor trials early.
+    "recipe": {
+        "ci": Budget(trials=4, steps=200, eval_every=100,
+                     about="an end-to-end check of the recipe search"),
+        "laptop": Budget(trials=24, steps=20_000, eval_every=2000,
+                         about="about 10 minutes per full trial on one core; ASHA's rungs "
+                               "keep the search near an hour on 2 cores"),
+        "long": Budget(trials=48, steps=60_000, eval_every=6000,
+                       about="the issue's ceiling: 30 minutes per full trial on one core"),
+    },
     "image": {
         "ci": Budget(trials=2, steps=40, eval_every=20,
                      about="an end-to-end check of the search plumbing"),
@@ -106,6 +117,22 @@ def toy_space(preset_name: str) -> dict:
     return {"lr": _around(p.lr), "beta1": tune.uniform(*BETA1), "init_std": _around(p.init_std)}
 
 
+# What the paper leaves open, for the toy recipe search: the rate and its schedule, beta1,
+# the batch, the update scheme (with D steps per E/G step where the updates alternate), the
+# init std and batch norm's running-statistics momentum.
+SCHEMES = ({"update": "simultaneous", "d_steps": 1}, {"update": "alternating", "d_steps": 1},
+           {"update": "alternating", "d_steps": 2})
+
+
+def recipe_space() -> dict:
+    from ray import tune
+    return {"lr": tune.loguniform(1e-4, 3e-3), "beta1": tune.uniform(*BETA1),
+            "init_std": tune.loguniform(0.005, 0.2), "batch_size": tune.choice([50, 100, 200]),
+            "scheme": tune.choice(list(SCHEMES)), "bn_momentum": tune.loguniform(0.01, 0.5),
+            "lr_decay": tune.choice(["cosine", "linear"]), "lr_hold": tune.uniform(0.0, 0.5),
+            "lr_final": tune.loguniform(0.003, 0.1)}
+
+
 def image_space(preset_name: str) -> dict:
     """lr and beta1 (the mission's search for image presets; init std stays the paper's)."""
     p = get_preset(preset_name)
@@ -128,6 +155,17 @@ def draw_settings(space: dict, n: int, seed: int) -> list[dict]:
 def describe(space: dict) -> str:
     parts = []
     for k, d in space.items():
+        if hasattr(d, "categories"):
+            parts.append(f"{k} in {{{', '.join(short(c) for c in d.categories)}}}")
+            continue
         kind = type(d.get_sampler()).__name__.replace("_", "").lower()
         parts.append(f"{k} ~ {kind}({d.lower:.3g}, {d.upper:.3g})")
     return ", ".join(parts)
+
+
+def short(value) -> str:
+    """A categorical value as the table shows it ({"update": "alternating", "d_steps": 2} ->
+    "alternating x2")."""
+    if isinstance(value, dict) and "update" in value:
+        return value["update"] + (f" x{value['d_steps']}" if value.get("d_steps", 1) > 1 else "")
+    return str(value)

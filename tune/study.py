@@ -28,8 +28,11 @@ class Place:
     def path(self) -> str:
         return f"{self.storage.rstrip('/')}/{self.name}"
 
+    def exists(self) -> bool:
+        return storage_lib.run_exists(self.storage, self.name)
+
     def check(self) -> None:
-        exists = storage_lib.run_exists(self.storage, self.name)
+        exists = self.exists()
         if exists and not self.resume:
             raise SystemExit(f"error: a study named {self.name!r} exists in {self.storage}; pass "
                              f"--resume to continue it or choose another --name")

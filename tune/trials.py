@@ -2,7 +2,8 @@
 
     study     the `record.StudyRef` (MLflow parent run) as a dict
     base      the training config shared by every trial (`ali_dist.config.Config.to_dict()`)
-    setting   this trial's draw: lr, beta1, (init_std,) seed, index
+    setting   this trial's draw: lr, beta1, (init_std; a recipe search's other config
+              fields,) seed, index
     model     (toy study) the method: any of `ali_dist.methods.METHODS`
 
 `toy_trial` trains any method in the trial's own process (on 2 cores a worker group per trial starves);
@@ -18,20 +19,34 @@ import torch
 
 from ali_dist import checkpoint, config as config_lib, tracking
 
-from . import record
+from . import record, report as results
 
 
 def trial_config(config: dict) -> config_lib.Config:
     """The resolved training config of this trial: the base with the setting applied."""
     cfg = config_lib.Config.from_dict(config["base"])
     s = config["setting"]
-    cfg.optim.lr, cfg.optim.beta1 = s["lr"], s["beta1"]
-    if "init_std" in s:
-        cfg.model.init_std = s["init_std"]
+    for key, value in setting_fields(s).items():
+        section = cfg.optim if hasattr(cfg.optim, key) else cfg.model
+        if not hasattr(section, key):
+            raise ValueError(f"setting {key!r} is not a model or optim field of the config")
+        setattr(section, key, value)
     cfg.run.seed = s["seed"]
     if "model" in config:
         cfg.model.method = config["model"]
     return config_lib.resolve(cfg)
+
+
+def setting_fields(setting: dict) -> dict:
+    """A setting's config fields: its draws (a recipe's update `scheme` unpacked into update
+    and d_steps), without the bookkeeping (seed, index)."""
+    out = {}
+    for key, value in setting.items():
+        if key == "scheme":
+            out.update(value)
+        elif key not in ("seed", "index"):
+            out[key] = value
+    return out
 
 
 def _open_child(config: dict, cfg: config_lib.Config) -> tracking.RunRef:
@@ -61,6 +76,8 @@ def toy_trial(config: dict) -> None:
             restored = checkpoint.load_state(d)
 
     def report(metrics: dict, state: dict | None) -> None:
+        if results.MODES_STRICT in metrics:      # what the recipe search's ASHA ranks by
+            metrics = {**metrics, results.RECIPE: results.recipe_score(metrics)}
         if state is None:
             ray.tune.report(metrics)
             return

@@ -15,6 +15,9 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..models import get_preset
 from .adversarial import GAN, Adversarial
 from .base import Batch, Method, Phase, Stage
 from .inverse import InverseMapping
@@ -83,7 +86,10 @@ def build(cfg) -> Method:
     m, o = cfg.model, cfg.optim
     if m.method in LABELLED and not m.classes:
         m.classes = data_classes(cfg.data)   # kept in the config: checkpoints and load see K
-    model = build_model(m.method, m.preset, m.init_std, m.conditional, m.y_dim, m.classes)
+    preset = get_preset(m.preset)
+    if m.bn_momentum is not None and m.bn_momentum != preset.bn_momentum:
+        preset = replace(preset, bn_momentum=m.bn_momentum)
+    model = build_model(m.method, preset, m.init_std, m.conditional, m.y_dim, m.classes)
     cls = METHODS[m.method]
     if cls is VAE:
         return VAE(model)
