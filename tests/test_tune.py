@@ -198,8 +198,8 @@ def test_cli_help_and_clear_errors(ali_home, capsys):
         assert flag in out
     assert search.main(["--recipe", "--preset", "digits"]) == 2
     assert "--recipe searches the toy" in capsys.readouterr().err
-    assert search.main(["--recipe", "--seeds", "0"]) == 2
-    assert "--seeds must be at least 1" in capsys.readouterr().err
+    assert search.main(["--recipe", "--seeds", "-1"]) == 2
+    assert "--seeds must be 0 or more" in capsys.readouterr().err
     assert search.main(["--recipe", "--budget", "paper", "--storage", str(ali_home)]) == 2
     assert "unknown budget 'paper'; choose one of ci, laptop, long" in capsys.readouterr().err
     assert search.main(["--models", "ali,bigan", "--budget", "ci"]) == 2
@@ -404,20 +404,24 @@ def test_toy_study_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_recipe_search_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
-    """`--recipe`: ASHA over the recipe space (in-process ALI trials), then the best recipe
-    at fresh seeds: the table and the best recipe in files and in MLflow, every trial a child
-    run that trained its own draw."""
+    """`--recipe`: ASHA over the recipe space (in-process ALI trials); then, resumed, the
+    best recipe at fresh seeds: the table and the best recipe in files and in MLflow, every
+    trial a child run that trained its own draw."""
     from tune.search import main
     out = tmp_path / "out"
-    rc = main(["--recipe", "--budget", "ci", "--trials", "2", "--steps", "40", "--eval-every",
-               "20", "--seeds", "2", "--storage", str(tmp_path / "runs"), "--name", "recipe-e2e",
-               "--out", str(out), "--concurrency", "2"])
-    assert rc == 0
+    args = ["--recipe", "--budget", "ci", "--trials", "2", "--steps", "40", "--eval-every",
+            "20", "--storage", str(tmp_path / "runs"), "--name", "recipe-e2e", "--out", str(out),
+            "--concurrency", "2"]
+    assert main(args + ["--seeds", "0"]) == 0            # the search alone
     assert "best recipe: python -m ali_dist.train --preset toy" in capsys.readouterr().out
+    assert "not trained at fresh seeds yet" in (out / "recipe_table.md").read_text()
+    searched = json.loads((out / "trials.json").read_text())
+    assert main(args + ["--resume", "--seeds", "2"]) == 0   # its trials kept, seeds trained
     rows = json.loads((out / "trials.json").read_text())
     seeds = json.loads((out / "seeds.json").read_text())
     best = json.loads((out / "best_recipe.json").read_text())
     assert len(rows) == 2 and len(seeds) == 2 and all(r["ok"] for r in rows + seeds), rows
+    assert rows == searched                                  # not trained again
     finished = [r for r in rows if not r["stopped_early"]]
     assert finished and all(r["step"] == 40 for r in finished)
     assert best["search_trial"] == max(finished, key=lambda r: r["recipe_score"])["trial_id"]

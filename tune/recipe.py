@@ -70,23 +70,30 @@ def run(args) -> dict:
         if not rows or not rows[0]["ok"]:
             raise RuntimeError("no trial of the recipe search finished with mode counts; "
                                "see the trials' errors in " + search_place.path)
-        best = rows[0]
-        # Fresh seeds (the search's seed sequence is not reused), one full run each.
-        seeds_place = study.Place(storage, f"{args.name}-seeds", args.resume and
-                                  study.Place(storage, f"{args.name}-seeds", True).exists())
-        seeds_place.check()
-        confirm = [{**best["setting"], "seed": 1000 + i, "index": i} for i in range(args.seeds)]
-        again = study.fit(seeds_place, toy_trial, {"CPU": 1},
-                          {"study": ref.as_dict(), "base": base.to_dict(),
-                           "setting": tune.grid_search(confirm)},
-                          tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency))
+        seed_rows = []
+        if args.seeds:
+            # Fresh seeds (not the search's sequence), one full run each; --resume continues
+            # this grid where it exists, or starts it after a search run with --seeds 0.
+            again = study.fit(_seeds_place(storage, args), toy_trial, {"CPU": 1},
+                              {"study": ref.as_dict(), "base": base.to_dict(),
+                               "setting": tune.grid_search(
+                                   [{**rows[0]["setting"], "seed": 1000 + i, "index": i}
+                                    for i in range(args.seeds)])},
+                              tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency))
+            seed_rows = sorted(ranked(report.trial_rows(again), budget.steps),
+                               key=lambda r: r["setting"]["index"])
     except BaseException:
         record.log_study(ref, {}, {}, {}, status="FAILED")
         raise
-    seed_rows = sorted(ranked(report.trial_rows(again), budget.steps),
-                       key=lambda r: r["setting"]["index"])
     return summarize(rows, seed_rows, ref, budget, budget_text, args,
                      Path(args.out) if args.out else search_place.default_out())
+
+
+def _seeds_place(storage: str, args) -> study.Place:
+    name = f"{args.name}-seeds"
+    place = study.Place(storage, name, args.resume and study.Place(storage, name, True).exists())
+    place.check()
+    return place
 
 
 def ranked(rows: list[dict], steps: int) -> list[dict]:
@@ -152,9 +159,13 @@ def markdown(rows: list[dict], seeds: list[dict], summary: dict, budget_text: st
         return f"{f(s['mean'])} ± {f(s['std'])} ({f(s['min'])}–{f(s['max'])})"
 
     targets = ", ".join(f"{k} {op} {v:g}" for k, (op, v) in report.TARGETS.items())
-    return "\n".join([
-        f"Recipe search. Budget: {budget_text}. ASHA on {report.RECIPE} = strict modes / 25 x "
-        f"high-quality share; sorted best first.", "", *table(rows), "",
+    head_lines = [f"Recipe search. Budget: {budget_text}. ASHA on {report.RECIPE} = strict "
+                  f"modes / 25 x high-quality share; sorted best first.", "", *table(rows), ""]
+    if not seeds:
+        return "\n".join(head_lines + [
+            "The best recipe is not trained at fresh seeds yet (--seeds 0): run the same "
+            "command with --resume --seeds 3.", ""])
+    return "\n".join(head_lines + [
         f"The best recipe at {summary['seeds']} fresh seeds ({summary['finished']} finished):",
         "", *table(seeds), "",
         f"Mean over seeds: strict modes {stat(report.MODES_STRICT)}, high quality "
@@ -180,7 +191,8 @@ def summarize(rows: list[dict], seed_rows: list[dict], ref: record.StudyRef, bud
     record.close_children(ref, done, early)
     metrics = {f"seeds.{k}_{stat}": float(v) for k, s in summary.items()
                if isinstance(s, dict) for stat, v in s.items()}
-    metrics["seeds.meets_targets"] = float(summary["meets_targets"])
+    if seed_rows:
+        metrics["seeds.meets_targets"] = float(summary["meets_targets"])
     record.log_study(ref, files, metrics, {}, params={
         f"best.{k}": short(v) for k, v in best["setting"].items() if k != "index"})
     print(files["recipe_table.md"], flush=True)

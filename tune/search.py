@@ -83,7 +83,8 @@ def build_parser():
                         "--grace-steps and --reduction-factor below apply)")
     g.add_argument("--seeds", type=int, default=3,
                    help="with --recipe: fresh seeds the best recipe is trained at afterwards; "
-                        "their mean is the recipe's result [default: 3]")
+                        "their mean is the recipe's result; 0: the search alone (a later "
+                        "--resume with --seeds N trains them) [default: 3]")
     g = p.add_argument_group("search (image presets, or --runner torch)")
     g.add_argument("--method", default="ali", choices=METHOD_NAMES,
                    help="the method searched; ASHA ranks trials by the reconstruction ratio "
@@ -138,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --recipe searches the toy preset's recipe in-process; image presets "
                   "search lr and beta1 (leave out --recipe)", file=sys.stderr)
             return 2
-        if args.seeds < 1:
-            print(f"error: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+        if args.seeds < 0:
+            print(f"error: --seeds must be 0 or more, got {args.seeds}", file=sys.stderr)
             return 2
         study_kind = "recipe"
     if preset.is_image and args.runner == "inprocess":
