@@ -124,12 +124,12 @@ def test_table_statistics_pairing_and_best_configuration():
     assert metrics["ali.modes_strict_max"] == 25 and metrics["gan.failed_trials"] == 1
 
 
-def test_a_recipe_setting_reaches_the_config_the_model_and_the_command():
+def test_a_recipe_setting_reaches_the_config_the_model_and_the_command(tmp_path):
     """Every field the recipe search draws lands in the trial's config and network (batch
     norm's momentum in every BN layer, the D steps of an alternating scheme), and the command
     printed for the best recipe trains that same config."""
     from ali_dist import train
-    from tune.recipe import command
+    from tune.recipe import command, recipe_yaml
     from tune.trials import trial_config
     setting = {"lr": 3e-4, "beta1": 0.7, "init_std": 0.02, "batch_size": 50,
                "scheme": {"update": "alternating", "d_steps": 2}, "bn_momentum": 0.3,
@@ -153,6 +153,10 @@ def test_a_recipe_setting_reaches_the_config_the_model_and_the_command():
     again = config_lib.resolve(config_lib.from_args(train.build_parser().parse_args(
         command(setting, "toy", 500).split()[3:] + ["--seed", "7"])))
     assert again.optim == cfg.optim and again.model == cfg.model
+    (tmp_path / "recipe.yaml").write_text(recipe_yaml(setting, "toy", 500))
+    from_yaml = config_lib.resolve(config_lib.from_args(train.build_parser().parse_args(
+        ["--config", str(tmp_path / "recipe.yaml"), "--seed", "7"])))
+    assert from_yaml.optim == cfg.optim and from_yaml.model == cfg.model
     with pytest.raises(ValueError, match="--bn-momentum"):
         config_lib.resolve(config_lib.from_args(train.build_parser().parse_args(
             ["--bn-momentum", "0"])))
@@ -440,7 +444,8 @@ def test_recipe_search_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.status == "FINISHED" and parent.data.tags["kind"] == "recipe_search"
     assert parent.data.metrics["seeds.modes_strict_mean"] == over["modes_strict"]["mean"]
-    assert {"recipe_table.md", "best_recipe.json", "trials.json", "seeds.json"} <= {
+    assert {"recipe_table.md", "best_recipe.json", "best_recipe.yaml", "trials.json",
+            "seeds.json"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)}
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)

@@ -114,6 +114,21 @@ def command(setting: dict, preset: str, steps: int) -> str:
     return f"python -m ali_dist.train --preset {preset} {flags} --steps {steps}"
 
 
+def recipe_yaml(setting: dict, preset: str, steps: int) -> str:
+    """The recipe as a training config (`--config` of `python -m ali_dist.train` and of
+    `python -m tune.search`, whose toy study then draws lr, beta1 and init std around it)."""
+    import yaml
+
+    from ali_dist import config as config_lib
+
+    from .trials import setting_fields
+    optim = config_lib.Config().optim
+    out = {"model": {"preset": preset}, "optim": {"steps": steps}}
+    for k, v in setting_fields(setting).items():
+        out["optim" if hasattr(optim, k) else "model"][k] = v
+    return yaml.safe_dump(out, sort_keys=False)
+
+
 def seed_summary(rows: list[dict]) -> dict:
     """Mean, std, min and max of each target metric over the seeds that finished, and whether
     the means meet `report.TARGETS`."""
@@ -184,7 +199,8 @@ def summarize(rows: list[dict], seed_rows: list[dict], ref: record.StudyRef, bud
                                                         budget.steps)}
     files = {"recipe_table.md": markdown(rows, seed_rows, summary, budget_text),
              "trials.json": record.to_json(rows), "seeds.json": record.to_json(seed_rows),
-             "best_recipe.json": record.to_json(recipe)}
+             "best_recipe.json": record.to_json(recipe),
+             "best_recipe.yaml": recipe_yaml(best["setting"], args.preset, budget.steps)}
     study.write_outputs(out, files)
     early = {r["trial_id"] for r in rows if r.get("stopped_early")}
     done = {r["trial_id"] for r in rows + seed_rows if r["ok"]} - early
