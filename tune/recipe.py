@@ -40,7 +40,7 @@ def run(args) -> dict:
     base.run.log_every = base.run.eval_every = base.run.checkpoint_every = budget.eval_every
     space = recipe_space()
     concurrency = max(1, args.concurrency or min(budget.trials, os.cpu_count() or 1))
-    budget_text = budget.describe("image").replace(" in the search", "")
+    budget_text = budget.describe("recipe")
     study.init_ray(concurrency)
     ref = study.open_parent(
         search_place, args.experiment,
@@ -90,8 +90,10 @@ def run(args) -> dict:
 
 
 def _seeds_place(storage: str, args) -> study.Place:
-    name = f"{args.name}-seeds"
-    place = study.Place(storage, name, args.resume and study.Place(storage, name, True).exists())
+    """The seeds' own Tune experiment beside the search's: continued on --resume where it
+    exists, else started."""
+    place = study.Place(storage, f"{args.name}-seeds", resume=False)
+    place.resume = args.resume and place.exists()
     place.check()
     return place
 

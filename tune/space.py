@@ -49,8 +49,8 @@ class Budget:
     def describe(self, kind: str) -> str:
         length = (f"{self.steps} steps" if self.steps else
                   f"{self.epochs:g} epochs" if self.epochs else "the preset's budget")
-        per = "per model" if kind == "toy" else "in the search"
-        return f"{self.trials} trials {per} x {length}, evaluated every {self.eval_every} steps"
+        per = {"toy": " per model", "image": " in the search"}.get(kind, "")
+        return f"{self.trials} trials{per} x {length}, evaluated every {self.eval_every} steps"
 
 
 # kind -> name -> Budget. "toy" is the in-process study, "image" the TorchTrainer search.
