@@ -414,7 +414,7 @@ def test_recipe_search_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
     from tune.search import main
     out = tmp_path / "out"
     args = ["--recipe", "--budget", "ci", "--trials", "2", "--steps", "40", "--eval-every",
-            "20", "--storage", str(tmp_path / "runs"), "--name", "recipe-e2e", "--out", str(out),
+            "20", "--grace-steps", "20", "--storage", str(tmp_path / "runs"), "--name", "recipe-e2e", "--out", str(out),
             "--concurrency", "2"]
     assert main(args + ["--seeds", "0"]) == 0            # the search alone
     assert "best recipe: python -m ali_dist.train --preset toy" in capsys.readouterr().out

@@ -55,7 +55,9 @@ def run(args) -> dict:
           f"run {ref.parent_run_id}", flush=True)
 
     max_t = budget.steps + 1          # past the last step: a full trial ends by itself
-    grace = min(args.grace_steps or budget.eval_every, max_t)
+    # Samples sharpen only as the rate falls: every trial is near 1 % high quality at the
+    # first evaluations, so ASHA's first rung waits for the third.
+    grace = min(args.grace_steps or 3 * budget.eval_every, max_t)
     asha = ASHAScheduler(time_attr="step", metric=report.RECIPE, mode="max", max_t=max_t,
                          grace_period=grace, reduction_factor=args.reduction_factor)
     setting = {**space, "seed": tune.randint(0, 2 ** 31 - 1), "index": 0}

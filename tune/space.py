@@ -73,9 +73,9 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     "recipe": {
         "ci": Budget(trials=4, steps=200, eval_every=100,
                      about="an end-to-end check of the recipe search"),
-        "laptop": Budget(trials=24, steps=20_000, eval_every=2000,
-                         about="about 10 minutes per full trial on one core; ASHA's rungs "
-                               "keep the search near an hour on 2 cores"),
+        "laptop": Budget(trials=16, steps=20_000, eval_every=2000,
+                         about="10-26 minutes per full trial on one core (batch 50-200); "
+                               "76 minutes on 2 cores as measured (README)"),
         "long": Budget(trials=48, steps=60_000, eval_every=6000,
                        about="the issue's ceiling: 30 minutes per full trial on one core"),
     },
