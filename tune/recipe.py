@@ -10,7 +10,6 @@ KL 0.14; `report.TARGETS`).
 from __future__ import annotations
 
 import os
-import statistics
 from pathlib import Path
 
 from . import record, report, study
@@ -139,10 +138,9 @@ def seed_summary(rows: list[dict]) -> dict:
     ok = [r for r in rows if r["ok"]]
     out = {"seeds": len(rows), "finished": len(ok)}
     for k in report.TARGETS:
-        values = [r[k] for r in ok if r.get(k) is not None]
-        if values:
-            out[k] = {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
-                      "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        s = report.stats([r[k] for r in ok if r.get(k) is not None])
+        if s:
+            out[k] = s
     out["meets_targets"] = report.meets_targets({k: v["mean"] for k, v in out.items()
                                                  if isinstance(v, dict)})
     return out
@@ -210,7 +208,7 @@ def summarize(rows: list[dict], seed_rows: list[dict], ref: record.StudyRef, bud
     done = {r["trial_id"] for r in rows + seed_rows if r["ok"]} - early
     record.close_children(ref, done, early)
     metrics = {f"seeds.{k}_{stat}": float(v) for k, s in summary.items()
-               if isinstance(s, dict) for stat, v in s.items()}
+               if isinstance(s, dict) for stat, v in s.items() if stat != "n"}
     if seed_rows:
         metrics["seeds.meets_targets"] = float(summary["meets_targets"])
     record.log_study(ref, files, metrics, {}, params={

@@ -65,7 +65,7 @@ def trial_rows(result_grid) -> list[dict]:
     return rows
 
 
-def _stats(values: list[float]) -> dict:
+def stats(values: list[float]) -> dict:
     if not values:
         return {}
     return {"mean": statistics.fmean(values),
@@ -88,9 +88,9 @@ def summarize(rows: list[dict], models: list[str]) -> dict:
         ok = [r for r in mine if r["ok"]]
         entry = {"trials": len(mine), "failed": len(mine) - len(ok)}
         for k in (*TOY_METRICS, RECON):           # a GAN has no reconstruction ratio
-            stats = _stats([r[k] for r in ok if k in r])
-            if stats:
-                entry[k] = stats
+            s = stats([r[k] for r in ok if k in r])
+            if s:
+                entry[k] = s
         if ok:
             best = max(ok, key=score)
             entry["best"] = {"trial_id": best["trial_id"], "setting": best["setting"],
