@@ -117,6 +117,10 @@ class OptimConfig:
                           "the paper's, for the paper presets)")
     r1_every: int = _f(4, "apply the R1 penalty every N steps (x N, so its strength is the "
                        "same): the lazy regularisation that makes it cheap")
+    cycle: float | None = _f(None, "weight of an explicit reconstruction term in the "
+                             "encoder/decoder loss of ALI's game: cycle x the mean squared "
+                             "error of G(E(x)) against x; 0 is the paper's ALI (default: the "
+                             "preset's for method ali: 10 for digits, 0 for the paper presets)")
     d_steps: int = _f(1, "discriminator updates per encoder/decoder update (with --update "
                       "alternating; they reuse the step's batch)")
     compile: str = _f("auto", "torch.compile the networks: on, off, or auto (on with CUDA; "
@@ -278,6 +282,13 @@ def resolve(cfg: Config) -> Config:
         if getattr(o, name) is None:
             setattr(o, name, getattr(p, name))
     schedule.check(o.lr_decay, o.lr_hold, o.lr_final)
+    if o.cycle is None:          # the preset's term is tuned for ALI's game; others train without
+        o.cycle = p.cycle if cfg.model.method == "ali" else 0.0
+    if o.cycle < 0:
+        raise ValueError(f"--cycle must be 0 (off) or positive, got {o.cycle}")
+    if o.cycle and (cfg.model.method != "ali" or p.is_hierarchical):
+        raise ValueError(f"--cycle is a term of ALI's game on a flat model (method ali, not "
+                         f"{cfg.model.method!r}{' on HALI' if p.is_hierarchical else ''})")
     if cfg.model.init_std is None:
         cfg.model.init_std = p.init_std
     if cfg.model.bn_momentum is None:

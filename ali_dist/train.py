@@ -251,6 +251,10 @@ def _print_summary(cfg, s: dict, console: Console, ref: tracking.RunRef) -> None
     elif "recon_ratio" in m:
         console.line(f"reconstruction MSE {m['recon_mse']:.4f} vs random pair "
                      f"{m['recon_mse_random_pair']:.4f} (ratio {m['recon_ratio']:.2f})")
+    if "class_acc_recon" in m:
+        console.line(f"reconstructions keep their input's class: "
+                     f"{100 * m['class_acc_recon']:.1f}% (a pixel classifier; real images "
+                     f"{100 * m['class_acc_real']:.1f}%)")
     registered = f", registered as {cfg.run.register!r}" if cfg.run.register else ""
     console.line(f"model: {s['model_dir']}  (ali_dist.load(...), or runs:/{s['mlflow_run_id']}"
                  f"/model with ali_dist.load or mlflow.pyfunc.load_model{registered})")

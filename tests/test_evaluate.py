@@ -260,3 +260,28 @@ def test_hali_and_conditional_models_get_their_grids(tmp_path, preset, condition
                           "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert grids_wanted <= set(report["grids"]) and metrics_wanted <= set(report["metrics"])
+
+
+class _Recon(torch.nn.Module):
+    """Stands in for a model's reconstruct: the input itself, or one fixed image."""
+
+    def __init__(self, keep: bool):
+        super().__init__()
+        self.keep = keep
+
+    def reconstruct(self, x):
+        return x if self.keep else x[:1].expand_as(x).clone()
+
+
+def test_class_agreement_scores_reconstructions_by_their_inputs_class():
+    from ali_dist.data import make_loader
+    from ali_dist.evaluate.faithful import class_agreement
+    cfg = config_lib.Config()
+    cfg.data.data, cfg.data.loader = str(digits_runs.digits_manifest()), "webdataset"
+    cfg.data.loader_threads = 0
+    loader = make_loader(config_lib.resolve(cfg), 0, 1, torch.device("cpu"))
+    exact = class_agreement(_Recon(True), loader)
+    assert exact["class_acc_real"] > 0.9           # a pixel classifier reads these digits
+    assert exact["class_acc_recon"] == exact["class_acc_real"]
+    blind = class_agreement(_Recon(False), loader)  # one image for all: about 1 in 10
+    assert blind["class_acc_recon"] < 0.2

@@ -181,3 +181,43 @@ def test_channels_last_and_fused_adam_train_on_cpu():
     assert all(o.defaults["fused"] for o in step.opt.values())
     out = step(Batch(torch.rand(8, 1, 32, 32)), stage, 0)
     assert all(torch.isfinite(v) for v in out.values())
+
+
+def test_cycle_term_is_the_reconstruction_error_in_eg_loss_only():
+    """--cycle adds cycle x MSE(G(E(x)), x) to E/G's loss, from the step's own E(x) sample;
+    D's loss is the game's alone, in both update schemes."""
+    for update in ("simultaneous", "alternating"):
+        m, step, stage = make(preset="digits", update=update, cycle=4.0)
+        plain = methods.Adversarial(m.model, update=update)
+        x = torch.rand(8, 1, 32, 32)
+        m.model.train()
+        torch.manual_seed(3)
+        losses_c, metrics = m.loss(stage.phases[-1].name, Batch(x), {"step": 1})
+        torch.manual_seed(3)
+        ctx = {"step": 1}
+        losses_p, _ = plain.loss(stage.phases[-1].name, Batch(x), ctx)
+        z_hat = ctx["sides"][2][0]
+        want = (m.model.decoder(z_hat).float() - x).pow(2).mean()
+        assert torch.allclose(metrics["cycle_mse"], want.detach(), rtol=1e-3)
+        assert torch.allclose(losses_c["g"], losses_p["g"] + 4.0 * want, rtol=1e-3)
+        if "d" in losses_c:
+            assert torch.allclose(losses_c["d"], losses_p["d"], rtol=1e-5)
+        assert "cycle_mse" in step(Batch(x), stage, 0)
+
+
+def test_cycle_term_belongs_to_alis_game_on_a_flat_model():
+    def cfg(**kw):
+        c = config_lib.Config()
+        for k, v in kw.items():
+            setattr(c.model if k in ("preset", "method") else c.optim, k, v)
+        return config_lib.resolve(c)
+    assert cfg(preset="digits").optim.cycle == 10.0       # the demo's preset
+    assert cfg(preset="svhn").optim.cycle == 0.0          # the paper's ALI
+    assert cfg(preset="digits", method="kplus1").optim.cycle == 0.0
+    assert cfg(preset="hali-digits").optim.cycle == 0.0
+    assert cfg(preset="digits", cycle=0.0).optim.cycle == 0.0
+    for bad in ({"method": "gan", "cycle": 1.0}, {"preset": "hali-digits", "cycle": 1.0}):
+        with pytest.raises(ValueError, match="--cycle is a term of ALI's game"):
+            cfg(**{"preset": "digits", **bad})
+    with pytest.raises(ValueError, match="--cycle must be 0"):
+        cfg(preset="digits", cycle=-1.0)

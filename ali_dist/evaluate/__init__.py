@@ -68,7 +68,8 @@ def evaluate(model, loader, tracker, step: int, is_rank0: bool, final: bool,
     can watch progress). `probe` (the config's `eval` section, at the end of a run): the
     L2-SVM probe on encoder features when the data has class labels (not for conditional
     models: their encoder reads the label the probe would predict), beside raw pixels and an
-    untrained encoder drawn with `init_std` (the run's).
+    untrained encoder drawn with `init_std` (the run's); and whether reconstructions keep
+    their input's class (`faithful.py`).
 
     Image grids: samples; reconstructions (HALI: from z1 and from z2 side by side);
     conditional models: `conditional/` a row per class with a shared z per column (class
@@ -106,8 +107,10 @@ def evaluate(model, loader, tracker, step: int, is_rank0: bool, final: bool,
                 half, model.reconstruct(half, yh, level=1), model.reconstruct(half, yh, level=2)) \
                 if model.is_hierarchical else reconstruction_grid(half, model.reconstruct(half, yh))
             tracker.image(grid, f"reconstructions/step_{step:07d}.png")
-            if probe is not None and probe.probe_labels and _has_classes(loader) \
-                    and not model.conditional:
-                out.update(_probe(model, loader, probe, init_std))
+            if probe is not None and _has_classes(loader) and not model.conditional:
+                from .faithful import class_agreement      # end of run: does x -> z -> x
+                out.update(class_agreement(model, loader))  # keep the input's class?
+                if probe.probe_labels:
+                    out.update(_probe(model, loader, probe, init_std))
     model.train()
     return out

@@ -96,6 +96,8 @@ def build(cfg) -> Method:
     if cls is LabelsOnly:
         return LabelsOnly(model, cfg.data.labels, cfg.data.label_seed)
     game = dict(update=o.update, r1=o.r1, r1_every=o.r1_every, d_steps=o.d_steps)
+    if o.cycle:
+        game["cycle"] = o.cycle
     if cls is KPlus1:
         return KPlus1(model, cfg.data.labels, cfg.data.label_seed, **game)
     if cls is PostHocInference:

@@ -33,13 +33,17 @@ class Adversarial(Method):
     name = "ali"
 
     def __init__(self, model, update: str = "simultaneous", r1: float = 0.0,
-                 r1_every: int = 1, d_steps: int = 1):
+                 r1_every: int = 1, d_steps: int = 1, cycle: float = 0.0):
         super().__init__(model)
         if update not in UPDATES:
             raise ValueError(f"unknown update {update!r}; choose one of {UPDATES}")
         if d_steps > 1 and update != "alternating":
             raise ValueError("--d-steps above 1 needs --update alternating")
         self.update, self.r1, self.r1_every, self.d_steps = update, r1, max(1, r1_every), d_steps
+        if cycle and (model.encoder is None or model.preset.is_hierarchical):
+            raise ValueError("the cycle term needs a flat model with an encoder (not a GAN, "
+                             "not HALI)")
+        self.cycle = cycle
 
     def groups(self):
         m = self.model
@@ -58,16 +62,17 @@ class Adversarial(Method):
         y = batch.y if self.model.conditional else None
         if phase == "joint":
             real, fake, r1 = self.logits(batch.x, ctx, detach=False, penalty=penalty, y=y)
-            return ({"d": self._d_loss(real, fake, r1), "g": losses.generator_loss(real, fake)},
-                    self._metrics(real, fake, r1))
+            metrics = self._metrics(real, fake, r1)
+            return ({"d": self._d_loss(real, fake, r1),
+                     "g": self._g_loss(real, fake, batch.x, ctx, y, metrics)}, metrics)
         if phase == "d":
             real, fake, r1 = self.logits(batch.x, ctx, detach=True, penalty=penalty, y=y)
             ctx["penalised"] = ctx.get("penalised") or penalty
             return {"d": self._d_loss(real, fake, r1)}, self._metrics(real, fake, r1)
         if phase == "g":
             real, fake, _ = self.logits(batch.x, ctx, detach=False, penalty=False, y=y)
-            loss_g = losses.generator_loss(real, fake)
-            return {"g": loss_g}, {"loss_g": loss_g.detach()}
+            metrics = {"loss_g": losses.generator_loss(real, fake).detach()}
+            return {"g": self._g_loss(real, fake, batch.x, ctx, y, metrics)}, metrics
         raise ValueError(f"{self.name} has no phase {phase!r}")
 
     def generated(self, x: torch.Tensor, ctx: dict, y=None):
@@ -100,6 +105,19 @@ class Adversarial(Method):
             return real, fake, None
         (grad,) = torch.autograd.grad(real.sum(), [x], create_graph=True)
         return real, fake, grad.float().flatten(1).pow(2).sum(1).mean()
+
+    def _g_loss(self, real, fake, x, ctx: dict, y, metrics: dict):
+        """E/G's loss: the game's, plus `cycle` x the squared error of G(E(x)) against x (the
+        explicit cycle term, ours; 0 in every paper preset)."""
+        loss = losses.generator_loss(real, fake)
+        if not self.cycle:
+            return loss
+        _, _, lat_q = self.generated(x, ctx, y)
+        m = self.model
+        recon = m.decoder(lat_q[0], m.condition(y)).float()
+        err = (recon - x.float()).pow(2).mean()
+        metrics["cycle_mse"] = err.detach()
+        return loss + self.cycle * err
 
     def criticise(self, x, latents, y=None):
         """The discriminator this method's game is played against (the model's own)."""
