@@ -6,10 +6,10 @@ minutes here; side by side it costs about half.
 
     kplus1, classifier   digits, 100 labels, 600 steps (the K+1 pair)
     hali                 hali-digits, 3,500 steps (its preset trains 5,000) with the preset's
-                         schedule: the rate falling over the second half. Measured at seeds 0
-                         and 1 it passes test_hali_train.py's bars with the 5,000-step run's
-                         margins (README, "HALI"); the pool's longest run, so its budget
-                         sets CI's time
+                         schedule: the rate falling over the second half. It passes
+                         test_hali_train.py's bars at seeds 0 and 1 (seed 0, the test's, with
+                         the 5,000-step run's margins; README, "HALI"); the pool's longest
+                         run, so its budget sets CI's time
     conditional          digits --conditional --cycle 0, 1,500 steps (as README's figure was
                          measured: the paper's game, conditioned)
     toy                  the toy preset's default budget (3,000 steps) at seed 2
@@ -29,7 +29,7 @@ from ali_dist.models import get_preset
 LABELS = 100
 STEPS = {"kplus1": 600, "classifier": 600}      # the K+1 pair
 HALI_STEPS = 3500                               # see the docstring
-LONG_STEPS = 1500                               # conditional ALI
+CONDITIONAL_STEPS = 1500
 TOY_SEED = 2                                    # the weakest of the toy's measured seeds
 
 
@@ -73,7 +73,7 @@ def run_config(name: str, manifest: str | None = None) -> config_lib.Config:
     if name == "conditional":
         cfg.optim.cycle = 0.0           # the paper's conditional game (README's figure)
     cfg.data.data = manifest or str(digits_manifest())
-    return _digits_recipe(cfg, HALI_STEPS if name == "hali" else LONG_STEPS)
+    return _digits_recipe(cfg, HALI_STEPS if name == "hali" else CONDITIONAL_STEPS)
 
 
 RUNS = ("hali", "conditional", "toy", "kplus1", "classifier")   # longest first
