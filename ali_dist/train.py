@@ -255,6 +255,10 @@ def _print_summary(cfg, s: dict, console: Console, ref: tracking.RunRef) -> None
         console.line(f"reconstructions keep their input's class: "
                      f"{100 * m['class_acc_recon']:.1f}% (a pixel classifier; real images "
                      f"{100 * m['class_acc_real']:.1f}%)")
+    if "class_sure_samples" in m:
+        console.line(f"samples the same classifier reads as one clear class (p > 0.9): "
+                     f"{100 * m['class_sure_samples']:.1f}% (real images "
+                     f"{100 * m['class_sure_real']:.1f}%)")
     registered = f", registered as {cfg.run.register!r}" if cfg.run.register else ""
     console.line(f"model: {s['model_dir']}  (ali_dist.load(...), or runs:/{s['mlflow_run_id']}"
                  f"/model with ali_dist.load or mlflow.pyfunc.load_model{registered})")

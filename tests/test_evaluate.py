@@ -263,25 +263,37 @@ def test_hali_and_conditional_models_get_their_grids(tmp_path, preset, condition
 
 
 class _Recon(torch.nn.Module):
-    """Stands in for a model's reconstruct: the input itself, or one fixed image."""
+    """Stands in for a model: reconstructs as the input itself or one fixed image; samples
+    real digits (`images`), or the mean of two different digits (a blend, no clear class)."""
 
-    def __init__(self, keep: bool):
+    def __init__(self, keep: bool, images: torch.Tensor):
         super().__init__()
-        self.keep = keep
+        self.keep, self.images = keep, images
 
     def reconstruct(self, x):
         return x if self.keep else x[:1].expand_as(x).clone()
 
+    def sample(self, n, generator=None):
+        i = torch.randint(len(self.images), (n,), generator=generator)
+        if self.keep:
+            return self.images[i]
+        return (self.images[i] + self.images[(i + 1) % len(self.images)]) / 2
 
-def test_class_agreement_scores_reconstructions_by_their_inputs_class():
+
+def test_class_agreement_scores_reconstructions_by_their_inputs_class_and_samples_by_clarity():
     from ali_dist.data import make_loader
     from ali_dist.evaluate.faithful import class_agreement
     cfg = config_lib.Config()
     cfg.data.data, cfg.data.loader = str(digits_runs.digits_manifest()), "webdataset"
     cfg.data.loader_threads = 0
     loader = make_loader(config_lib.resolve(cfg), 0, 1, torch.device("cpu"))
-    exact = class_agreement(_Recon(True), loader)
+    x, y = loader.labelled("train", 400)
+    order = torch.argsort(y)                        # neighbours in the list: mostly one class
+    odd = x[order][torch.arange(0, 400, 41)]        # ...so take every 41st: ten different ones
+    exact = class_agreement(_Recon(True, x), loader)
     assert exact["class_acc_real"] > 0.9           # a pixel classifier reads these digits
     assert exact["class_acc_recon"] == exact["class_acc_real"]
-    blind = class_agreement(_Recon(False), loader)  # one image for all: about 1 in 10
+    assert exact["class_sure_samples"] > 0.6 and exact["class_sure_real"] > 0.6, exact
+    blind = class_agreement(_Recon(False, odd), loader)  # one image for all: about 1 in 10
     assert blind["class_acc_recon"] < 0.2
+    assert blind["class_sure_samples"] < 0.5 * exact["class_sure_samples"], blind
