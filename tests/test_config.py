@@ -66,7 +66,7 @@ def test_help_explains_every_flag():
 
 def test_demo_budgets_carry_a_time_limit_only_when_the_user_gave_none():
     demo = _cfg([])                   # the no-argument demo (digits) runs its planned steps
-    assert demo.run.time_limit is None and demo.optim.steps == 1200
+    assert demo.run.time_limit is None and demo.optim.steps == 1600
     assert demo.optim.batch_size == 32 and demo.optim.lr == 5e-4
     assert _cfg(["--preset", "toy"]).run.time_limit == 3.5
     assert _cfg(["--steps", "10"]).run.time_limit is None      # the user's budget stands
