@@ -224,8 +224,8 @@ SVHN = Preset("svhn", z_dim=256, image_size=32, slope=0.01, epochs=100,
 # conditional samples 95.8 % their class against 92.8 %; README, "The digits preset"). On
 # 1,437 images the R1 penalty, not dropout, is what keeps D in the game. (hali-digits keeps
 # the dropout: below.) The step is cheaper without it, so the demo trains 1,600 steps in
-# the time 1,200 took with it (~160 s on 2 cores: reconstructions keep their class 90 %
-# against 85 % at 1,200, samples sure 45 % against 44 %).
+# ~170 s on 2 cores (1,200 with dropout took ~150): reconstructions keep their class 90 %
+# against 85 % at 1,200 steps, samples sure 45 % against 44 %.
 DIGITS = Preset("digits", z_dim=32, image_size=32, channels=1, slope=0.01, lr=5e-4,
                 init_std=0.05, r1=1.0, cycle=10.0, batch_size=32, default_data="digits",
                 steps=1600,
