@@ -46,6 +46,10 @@ class ModelConfig:
     bn_momentum: float | None = _f(None, "batch-norm running statistics move this share of "
                                    "the way to each training batch's (they are what eval mode "
                                    "normalises with; default: the preset's)")
+    d_dropout: float | None = _f(None, "dropout at this rate on every discriminator layer's "
+                                 "input, 0 for none (default: the paper table's rates; the "
+                                 "digits preset trains ALI's game with 0, other methods with "
+                                 "the table's)")
     conditional: bool = _f(False, "conditional ALI/HALI (paper eq. 7): the data's labels or "
                            "attributes (y) are embedded linearly into the encoder, the decoder "
                            "and the discriminator; sample and reconstruct then take y. Needs a "
@@ -295,6 +299,10 @@ def resolve(cfg: Config) -> Config:
         cfg.model.bn_momentum = p.bn_momentum
     if not 0.0 < cfg.model.bn_momentum <= 1.0:
         raise ValueError(f"--bn-momentum is a share in (0, 1], got {cfg.model.bn_momentum}")
+    if cfg.model.d_dropout is None and cfg.model.method == "ali":
+        cfg.model.d_dropout = p.d_dropout      # as the cycle term: tuned for ALI's game
+    if cfg.model.d_dropout is not None and not 0.0 <= cfg.model.d_dropout < 1.0:
+        raise ValueError(f"--d-dropout is a rate in [0, 1), got {cfg.model.d_dropout}")
     if cfg.eval.probe_labels is None:
         cfg.eval.probe_labels = p.probe_labels if p.is_image else 0
     if d.labels is None:

@@ -221,3 +221,26 @@ def test_cycle_term_belongs_to_alis_game_on_a_flat_model():
             cfg(**{"preset": "digits", **bad})
     with pytest.raises(ValueError, match="--cycle must be 0"):
         cfg(preset="digits", cycle=-1.0)
+
+
+def test_d_dropout_is_the_digits_games_and_the_flags_everywhere():
+    """The digits preset trains ALI's game with no dropout in D; K+1 and HALI keep the
+    table's (README, "The digits preset"); `--d-dropout` sets every D layer's rate."""
+    def built(**kw):
+        c = config_lib.Config()
+        for k, v in kw.items():
+            setattr(c.model, k, v)
+        c = config_lib.resolve(c)
+        d = methods.build(c).model.discriminator
+        return c.model.d_dropout, sorted({x.p for x in d.modules()
+                                          if isinstance(x, torch.nn.Dropout)})
+    assert built(preset="digits") == (0.0, [])
+    assert built(preset="digits", method="kplus1", classes=10) == (None, [0.2])
+    assert built(preset="hali-digits") == (None, [0.2])
+    assert built(preset="svhn") == (None, [0.2])
+    assert built(preset="cifar10") == (None, [0.2, 0.5])            # the authors' two rates
+    assert built(preset="cifar10", d_dropout=0.3) == (0.3, [0.3])
+    assert built(preset="hali-digits", d_dropout=0.0) == (0.0, [])   # z1's D rows too
+    assert built(preset="digits", d_dropout=0.2) == (0.2, [0.2])
+    with pytest.raises(ValueError, match="--d-dropout is a rate"):
+        built(preset="digits", d_dropout=1.0)

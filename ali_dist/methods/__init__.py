@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..models import get_preset
+from ..models.tables import with_d_dropout
 from .adversarial import GAN, Adversarial
 from .base import Batch, Method, Phase, Stage
 from .inverse import InverseMapping
@@ -89,6 +90,8 @@ def build(cfg) -> Method:
     preset = get_preset(m.preset)
     if m.bn_momentum is not None and m.bn_momentum != preset.bn_momentum:
         preset = replace(preset, bn_momentum=m.bn_momentum)
+    if m.d_dropout is not None:
+        preset = with_d_dropout(preset, m.d_dropout)
     model = build_model(m.method, preset, m.init_std, m.conditional, m.y_dim, m.classes)
     cls = METHODS[m.method]
     if cls is VAE:
