@@ -37,7 +37,7 @@ def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
     m = cfg["model"]
     method = m.get("method", m.get("variant"))       # configs saved before --method
     model = build_model(method, m["preset"], m.get("init_std"), bool(m.get("conditional")),
-                        m.get("y_dim"), m.get("classes"))
+                        m.get("y_dim"), m.get("classes"), m.get("d_dropout"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -244,3 +244,17 @@ def test_d_dropout_is_the_digits_games_and_the_flags_everywhere():
     assert built(preset="digits", d_dropout=0.2) == (0.2, [0.2])
     with pytest.raises(ValueError, match="--d-dropout is a rate"):
         built(preset="digits", d_dropout=1.0)
+
+
+def test_a_model_trained_without_d_dropout_loads(tmp_path):
+    """D's rows hold no dropout layer then, so its state dict's keys differ from the table's:
+    loading rebuilds the model with the run's own rate."""
+    import ali_dist
+    from ali_dist import checkpoint
+    cfg = config_lib.resolve(config_lib.Config())                 # the demo: d_dropout 0
+    model = methods.build(cfg).model
+    checkpoint.export_model(tmp_path / "model", model.state_dict(), cfg.to_dict())
+    loaded = ali_dist.load(tmp_path / "model")
+    assert not any(isinstance(x, torch.nn.Dropout) for x in loaded.modules())
+    x = torch.rand(4, 1, 32, 32)
+    assert torch.equal(loaded.encode(x, sample=False), model.eval().encode(x, sample=False))
