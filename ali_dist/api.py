@@ -14,7 +14,9 @@ def build(preset: str = "toy", method: str = "ali", init_std: float | None = Non
     """An untrained model: the networks `method` trains for `preset` (see
     `ali_dist.models.tables.PRESETS` and `ali_dist.methods.METHODS`): an `ALI`, or a `HALI`
     for the hierarchical hali-* presets. `conditional=True`: conditional ALI/HALI (paper
-    eq. 7), reading y of `y_dim` classes or attributes (default: the preset's)."""
+    eq. 7), reading y of `y_dim` classes or attributes (default: the preset's). The networks
+    are the preset's table: what training changes on top (`--z-dim`, `--d-dropout`, the digits
+    game's own values in `tables.ali_game`) are `methods.build_model`'s arguments."""
     return build_model(method, preset, init_std, conditional, y_dim)
 
 
@@ -37,7 +39,7 @@ def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
     m = cfg["model"]
     method = m.get("method", m.get("variant"))       # configs saved before --method
     model = build_model(method, m["preset"], m.get("init_std"), bool(m.get("conditional")),
-                        m.get("y_dim"), m.get("classes"), m.get("d_dropout"))
+                        m.get("y_dim"), m.get("classes"), m.get("d_dropout"), m.get("z_dim"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

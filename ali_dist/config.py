@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import schedule
-from .models.tables import PRESETS, get_preset
+from .models.tables import PRESETS, ali_game, get_preset
 
 METHOD_NAMES = ("ali", "gan", "gan_inverse", "gan_posthoc", "vae",   # ali_dist/methods/
                 "kplus1", "classifier")
@@ -50,6 +50,9 @@ class ModelConfig:
                                  "input, 0 for none (default: the paper table's rates; the "
                                  "digits preset trains ALI's game with 0, other methods with "
                                  "the table's)")
+    z_dim: int | None = _f(None, "width of the latent z (HALI: of z2) that the prior draws "
+                           "from (default: the preset's; the digits preset trains ALI's game "
+                           "with 8, other methods with 32)")
     conditional: bool = _f(False, "conditional ALI/HALI (paper eq. 7): the data's labels or "
                            "attributes (y) are embedded linearly into the encoder, the decoder "
                            "and the discriminator; sample and reconstruct then take y. Needs a "
@@ -299,8 +302,13 @@ def resolve(cfg: Config) -> Config:
         cfg.model.bn_momentum = p.bn_momentum
     if not 0.0 < cfg.model.bn_momentum <= 1.0:
         raise ValueError(f"--bn-momentum is a share in (0, 1], got {cfg.model.bn_momentum}")
-    if cfg.model.d_dropout is None and cfg.model.method == "ali":
-        cfg.model.d_dropout = p.d_dropout      # as the cycle term: tuned for ALI's game
+    game = ali_game(p, cfg.model.method)       # as the cycle term: tuned for ALI's game
+    if cfg.model.d_dropout is None:
+        cfg.model.d_dropout = game["d_dropout"]
+    if cfg.model.z_dim is None:
+        cfg.model.z_dim = game["z_dim"] or p.z_dim
+    if cfg.model.z_dim < 1:
+        raise ValueError(f"--z-dim is a width of at least 1, got {cfg.model.z_dim}")
     if cfg.model.d_dropout is not None and not 0.0 <= cfg.model.d_dropout < 1.0:
         raise ValueError(f"--d-dropout is a rate in [0, 1), got {cfg.model.d_dropout}")
     if cfg.eval.probe_labels is None:

@@ -110,7 +110,7 @@ def _trained_all() -> dict:
         saved = json.loads((out / f"{name}.json").read_text())
         m = saved["config"]["model"]
         model = build_model(m["method"], m["preset"], m["init_std"], bool(m["conditional"]),
-                            m["y_dim"], m["classes"], m["d_dropout"])
+                            m["y_dim"], m["classes"], m["d_dropout"], m["z_dim"])
         model.load_state_dict(torch.load(out / f"{name}.pt", weights_only=True))
         runs[name] = (model.eval(), saved["final"], saved["config"])
     return runs

@@ -254,7 +254,8 @@ def test_hali_and_conditional_models_get_their_grids(tmp_path, preset, condition
     cfg.data.data, cfg.data.loader = str(digits_runs.digits_manifest()), "webdataset"
     cfg = config_lib.resolve(cfg)
     torch.manual_seed(0)
-    model = build_model("ali", preset, conditional=conditional, d_dropout=cfg.model.d_dropout)
+    model = build_model("ali", preset, conditional=conditional, d_dropout=cfg.model.d_dropout,
+                        z_dim=cfg.model.z_dim)
     checkpoint.export_model(tmp_path / "model", model.state_dict(), cfg.to_dict())
     assert evaluate_main([str(tmp_path / "model"), "--no-mlflow", "--metrics", "recon",
                           "--out", str(tmp_path / "out")]) == 0

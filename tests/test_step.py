@@ -246,6 +246,32 @@ def test_d_dropout_is_the_digits_games_and_the_flags_everywhere():
         built(preset="digits", d_dropout=1.0)
 
 
+def test_z_dim_is_the_digits_games_and_the_flag_everywhere():
+    """ALI's digits game draws z of 8 dimensions; K+1 and HALI keep the table's 32 (README,
+    "The digits preset"); `--z-dim` sets z's width for any preset."""
+    import ali_dist
+
+    def built(**kw):
+        c = config_lib.Config()
+        for k, v in kw.items():
+            setattr(c.model, k, v)
+        c = config_lib.resolve(c)
+        m = methods.build(c).model
+        return c.model.z_dim, m.z_dim
+    assert built(preset="digits") == (8, 8)
+    assert built(preset="digits", method="kplus1", classes=10) == (32, 32)
+    assert built(preset="hali-digits") == (32, 32)
+    assert built(preset="toy", z_dim=3) == (3, 3)
+    assert built(preset="svhn", z_dim=64) == (64, 64)
+    assert built(preset="digits", conditional=True) == (8, 8)
+    demo = methods.build(config_lib.resolve(config_lib.Config())).model.eval()
+    assert demo.sample(2).shape == (2, 1, 32, 32)
+    assert demo.encode(torch.rand(2, 1, 32, 32)).shape == (2, 8)
+    assert ali_dist.build("digits").z_dim == 32                    # the table's
+    with pytest.raises(ValueError, match="--z-dim is a width"):
+        built(preset="digits", z_dim=0)
+
+
 def test_a_model_trained_without_d_dropout_loads(tmp_path):
     """D's rows hold no dropout layer then, so its state dict's keys differ from the table's:
     loading rebuilds the model with the run's own rate."""

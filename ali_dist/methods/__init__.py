@@ -63,16 +63,19 @@ def check_model(method: str, preset, conditional: bool = False) -> None:
 
 def build_model(method: str, preset, init_std: float | None = None, conditional: bool = False,
                 y_dim: int | None = None, classes: int | None = None,
-                d_dropout: float | None = None):
+                d_dropout: float | None = None, z_dim: int | None = None):
     """The model a method trains, untrained (also what `ali_dist.load` fills with weights):
     HALI for a hierarchical preset, else ALI with the method's parts. `conditional`: every
     network reads y, of `y_dim` classes or attributes (default: the preset's). `classes`: K,
     for the methods whose D has K + 1 outputs. `d_dropout`: D's dropout rate instead of the
-    table's (it changes which layers D's rows hold, so a saved model is rebuilt with its own)."""
+    table's (it changes which layers D's rows hold, so a saved model is rebuilt with its own).
+    `z_dim`: z's width instead of the preset's."""
     from ..models import ALI, HALI, get_preset
     p = get_preset(preset) if isinstance(preset, str) else preset
     if d_dropout is not None:
         p = with_d_dropout(p, d_dropout)
+    if z_dim is not None and z_dim != p.z_dim:
+        p = replace(p, z_dim=z_dim)
     check_model(method, p, conditional)
     if p.is_hierarchical:
         return HALI(p, init_std=init_std, conditional=conditional, y_dim=y_dim)
@@ -95,7 +98,7 @@ def build(cfg) -> Method:
     if m.bn_momentum is not None and m.bn_momentum != preset.bn_momentum:
         preset = replace(preset, bn_momentum=m.bn_momentum)
     model = build_model(m.method, preset, m.init_std, m.conditional, m.y_dim, m.classes,
-                        m.d_dropout)
+                        m.d_dropout, m.z_dim)
     cls = METHODS[m.method]
     if cls is VAE:
         return VAE(model)
