@@ -248,8 +248,8 @@ SVHN = Preset("svhn", z_dim=256, image_size=32, slope=0.01, epochs=100,
 # samples sure 45 % against 44 %.
 # ALI's game also takes z of 8 dimensions, not 32 (ali_z_dim; method ali only, as the cycle
 # term): at 1,600 steps, seeds 0-2, the samples a pixel classifier is sure of 53, 52 and 49 %
-# against 52, 39 and 38 % with 32, and reconstructions keep their class 94, 94 and 95 %
-# against 90, 92 and 88 % (README, "The digits preset"). With 1,437 images in 32 dimensions
+# against 52, 39 and 38 % with 32, and reconstructions keep their class 95, 94 and 95 %
+# against 91, 94 and 88 % (README, "The digits preset"). With 1,437 images in 32 dimensions
 # a prior draw lies far from every encoded image (median 5.3 against 1.7 between neighbouring
 # codes), where the decoder blends digits; 8 dimensions leave it fewer such gaps.
 DIGITS = Preset("digits", z_dim=32, image_size=32, channels=1, slope=0.01, lr=5e-4,
