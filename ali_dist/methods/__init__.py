@@ -74,7 +74,7 @@ def build_model(method: str, preset, init_std: float | None = None, conditional:
     p = get_preset(preset) if isinstance(preset, str) else preset
     if d_dropout is not None:
         p = with_d_dropout(p, d_dropout)
-    if z_dim is not None and z_dim != p.z_dim:
+    if z_dim is not None:
         p = replace(p, z_dim=z_dim)
     check_model(method, p, conditional)
     if p.is_hierarchical:

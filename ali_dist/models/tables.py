@@ -320,7 +320,9 @@ def _hali(p: Preset, name: str, cut: tuple[int, int, int], z1_channels: int,
     e, g, d = cut
     out = conv(1, 1, Z1, act="linear")
     enc2 = p.encoder[e:-1] + z2_hidden + p.encoder[-1:]
+    # what a flat ALI table tunes for its own game (cycle term, D dropout, z width) stays there
     return replace(p, name=name, encoder=p.encoder[:e] + (out,), decoder=p.decoder[g:], cycle=0.0,
+                   d_dropout=None, ali_z_dim=None,
                    d_x=p.d_x[:d],
                    hierarchy=Hierarchy(z1_channels, encoder=enc2, decoder=p.decoder[:g] + (out,),
                                        d_xz1=tuple(replace(r, bn=False) for r in p.d_x[d:])),
@@ -336,8 +338,7 @@ def _hali(p: Preset, name: str, cut: tuple[int, int, int], z1_channels: int,
 # It keeps the table's dropout in D, which ALI's digits game drops: without it, at 3,500
 # steps, z2's L2-SVM features lost to raw pixels at seed 1 (15.5 % test error against 13.2 %;
 # 11.7 % at seed 0), with it 12.2 % and 10.4 %.
-HALI_DIGITS = _hali(DIGITS, "hali-digits", (3, 2, 3), z1_channels=4, steps=5000, d_dropout=None,
-                    ali_z_dim=None,
+HALI_DIGITS = _hali(DIGITS, "hali-digits", (3, 2, 3), z1_channels=4, steps=5000,
                     lr_decay="linear", lr_hold=0.5, lr_final=0.1)
 HALI_SVHN = _hali(SVHN, "hali-svhn", (3, 2, 3), z1_channels=16)
 HALI_CELEBA64 = _hali(CELEBA64, "hali-celeba64", (3, 2, 3), z1_channels=32,
