@@ -39,7 +39,8 @@ def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
     m = cfg["model"]
     method = m.get("method", m.get("variant"))       # configs saved before --method
     model = build_model(method, m["preset"], m.get("init_std"), bool(m.get("conditional")),
-                        m.get("y_dim"), m.get("classes"), m.get("d_dropout"), m.get("z_dim"))
+                        m.get("y_dim"), m.get("classes"), m.get("d_dropout"), m.get("z_dim"),
+                        m.get("encoder_noise"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

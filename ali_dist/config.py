@@ -53,6 +53,11 @@ class ModelConfig:
     z_dim: int | None = _f(None, "width of the latent z (HALI: of z2) that the prior draws "
                            "from (default: the preset's; the digits preset trains ALI's game "
                            "with 8, other methods with 32)")
+    encoder_noise: int | None = _f(None, "vector data (the toy): the encoder takes N(0, I) "
+                                   "noise of this width beside x and outputs z itself, an "
+                                   "implicit q(z|x) free to cover the prior; 0: a Gaussian "
+                                   "q(z|x) (default: the preset's, 2 for the toy; always 0 "
+                                   "for the VAE, whose bound needs q's density)")
     conditional: bool = _f(False, "conditional ALI/HALI (paper eq. 7): the data's labels or "
                            "attributes (y) are embedded linearly into the encoder, the decoder "
                            "and the discriminator; sample and reconstruct then take y. Needs a "
@@ -128,8 +133,9 @@ class OptimConfig:
                              "encoder/decoder loss of ALI's game: cycle x the mean squared "
                              "error of G(E(x)) against x; 0 is the paper's ALI (default: the "
                              "preset's for method ali: 10 for digits, 0 for the paper presets)")
-    d_steps: int = _f(1, "discriminator updates per encoder/decoder update (with --update "
-                      "alternating; they reuse the step's batch)")
+    d_steps: int | None = _f(None, "discriminator updates per encoder/decoder update (with "
+                             "--update alternating; they reuse the step's batch; default: the "
+                             "preset's with its alternating updates, 2 for the toy, else 1)")
     compile: str = _f("auto", "torch.compile the networks: on, off, or auto (on with CUDA; "
                       "off on CPU, where it did not help: see benchmarks/README.md); if "
                       "compiling fails the run says so and trains uncompiled",
@@ -288,6 +294,8 @@ def resolve(cfg: Config) -> Config:
     for name in ("update", "lr_decay", "lr_hold", "lr_final", "r1"):
         if getattr(o, name) is None:
             setattr(o, name, getattr(p, name))
+    if o.d_steps is None:       # the preset's D steps go with its alternating updates
+        o.d_steps = p.d_steps if o.update == "alternating" else 1
     schedule.check(o.lr_decay, o.lr_hold, o.lr_final)
     if o.cycle is None:          # the preset's term is tuned for ALI's game; others train without
         o.cycle = p.cycle if cfg.model.method == "ali" else 0.0
@@ -309,6 +317,8 @@ def resolve(cfg: Config) -> Config:
         cfg.model.z_dim = game["z_dim"] or p.z_dim
     if cfg.model.z_dim < 1:
         raise ValueError(f"--z-dim is a width of at least 1, got {cfg.model.z_dim}")
+    from .methods import encoder_noise
+    cfg.model.encoder_noise = encoder_noise(cfg.model.method, p, cfg.model.encoder_noise)
     if cfg.model.d_dropout is not None and not 0.0 <= cfg.model.d_dropout < 1.0:
         raise ValueError(f"--d-dropout is a rate in [0, 1), got {cfg.model.d_dropout}")
     if cfg.eval.probe_labels is None:

@@ -6,7 +6,9 @@ cheaper (issue 13, "A cheap toy step"). One table and one JSON per run, naming t
                                                           # no training, K = 1, 2
 Every variant is the step the loop trains (`loop.build_step`: `methods.build(cfg)` and
 `TrainStep`), built from the same seed and timed on the same toy batch, variants taking turns
-round by round so that a shared machine's drift hits all alike:
+round by round so that a shared machine's drift hits all alike. The unit is the paper's
+trial-step: batch 100, one D and one E/G update from one forward (simultaneous updates; the
+toy preset's recipe trains batch 200 with 2 D updates per E/G update, README "The toy study"):
   eager fp32           the default on CPU (baseline)
   + fused Adam         the same step with `make_optimizers(fused=True)`
   compile              `--compile on` (TrainStep compiles each network)
@@ -106,6 +108,7 @@ def toy_cfg(precision: str = "fp32", compile: str = "off", seed: int = SEED,
     cfg = config_lib.Config()
     cfg.model.preset, cfg.model.method = "toy", "ali"
     cfg.optim.precision, cfg.optim.compile = precision, compile
+    cfg.optim.update, cfg.optim.batch_size = "simultaneous", 100     # the paper's trial-step
     cfg.run.seed = seed
     for k, v in run.items():
         section = next(s for s in (cfg.optim, cfg.run, cfg.eval) if hasattr(s, k))

@@ -88,13 +88,13 @@ def test_scaling_model_overlap_hides_what_the_backward_pass_covers():
 
 def test_toy_step_quick_run_writes_the_table_and_k1_batched_matches(tmp_path, capsys):
     """The toy step benchmark (issue 13) in its quick form: every variant has its numbers,
-    FLOPs are counted on the real step (about 1.2 GFLOP per trial-step), and K trials as one
+    FLOPs are counted on the real step (about 1.0 GFLOP per trial-step), and K trials as one
     batched model at K=1 trains exactly as the ordinary step on the same weights and batch."""
     out = tmp_path / "toy.json"
     assert _load("toy_step").main(["--quick", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["cpu"] and res["torch"] and res["threads"] == 1 and res["quick"]
-    assert 1.1e9 < res["flops_per_step"] < 1.35e9
+    assert 0.95e9 < res["flops_per_step"] < 1.1e9
     assert res["peak_note"] and _positive(res["sgemm_gflops"]["fp32"])
     rows = {r["variant"]: r for r in res["rows"]}
     assert set(rows) >= {"eager fp32", "bf16 autocast", "batched K=1", "batched K=2"}

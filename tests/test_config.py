@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ali_dist import config as config_lib
+from ali_dist.models import get_preset
 from ali_dist.train import build_parser, main
 
 
@@ -68,7 +69,7 @@ def test_demo_budgets_carry_a_time_limit_only_when_the_user_gave_none():
     demo = _cfg([])                   # the no-argument demo (digits) runs its planned steps
     assert demo.run.time_limit is None and demo.optim.steps == 1600
     assert demo.optim.batch_size == 32 and demo.optim.lr == 5e-4
-    assert _cfg(["--preset", "toy"]).run.time_limit == 3.5
+    assert _cfg(["--preset", "toy"]).run.time_limit == get_preset("toy").demo_minutes > 0
     assert _cfg(["--steps", "10"]).run.time_limit is None      # the user's budget stands
     assert _cfg(["--time-limit", "20"]).run.time_limit == 20
     assert _cfg(["--preset", "svhn"]).run.time_limit is None   # paper runs: no limit
@@ -93,3 +94,22 @@ def test_workers_are_sized_to_the_machine_unless_given(monkeypatch):
     assert (c.workers, c.cpus_per_worker) == (1, 1)
     with pytest.raises(ValueError, match="--cpus-per-worker must be positive"):
         _cfg(["--cpus-per-worker", "0"])
+
+
+def test_toy_preset_trains_the_recipe_and_pacgans_settings_are_a_config():
+    """The toy's defaults are the recipe search's best (tune/results/toy_recipe_laptop/
+    best_recipe.yaml, rounded) with the noise encoder; jobs/toy_pacgan.yaml is PacGAN's."""
+    from pathlib import Path
+    toy = _cfg(["--preset", "toy"])
+    o, m = toy.optim, toy.model
+    assert (o.lr, o.beta1, o.batch_size, o.update, o.d_steps) == (2.8e-4, 0.64, 200,
+                                                                  "alternating", 2)
+    assert (o.lr_decay, o.lr_hold, o.lr_final, o.steps) == ("linear", 0.31, 0.077, 5000)
+    assert (m.init_std, m.bn_momentum, m.encoder_noise) == (0.010, 0.042, 2)
+    assert _cfg(["--preset", "toy", "--update", "simultaneous"]).optim.d_steps == 1
+    pacgan = _cfg(["--config", str(Path(__file__).parent.parent / "jobs" / "toy_pacgan.yaml")])
+    o, m = pacgan.optim, pacgan.model
+    assert (o.lr, o.beta1, o.batch_size, o.update, o.d_steps, o.lr_decay) == (
+        1e-4, 0.8, 100, "simultaneous", 1, "none")
+    assert (o.epochs, o.steps, m.init_std, m.bn_momentum, m.encoder_noise) == (
+        400, None, 0.02, 0.05, 2)

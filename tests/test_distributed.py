@@ -17,9 +17,9 @@ from ali_dist import checkpoint, config as config_lib, loop, storage
 from helpers import run_train, start_local_ray
 
 
-def _toy_cfg(**run) -> config_lib.Config:
+def _toy_cfg(method: str = "ali", **run) -> config_lib.Config:
     cfg = config_lib.Config()
-    cfg.model.preset = "toy"
+    cfg.model.preset, cfg.model.method = "toy", method
     cfg.optim.steps = run.pop("steps", 60)
     cfg.run.log_every, cfg.run.eval_every, cfg.run.checkpoint_every = 10, 10_000, 30
     for k, v in run.items():
@@ -76,7 +76,8 @@ def test_divergence_rolls_back_with_a_lower_learning_rate():
     """lr 1.0 sends the toy's losses to NaN within ~10 steps; a rollback to the last good
     state with lr x 0.01 recovers, and the run reaches its step count."""
     reports = []
-    loop.run(_toy_cfg(lr=1.0, rollback_lr_factor=0.01, steps=90), torch.device("cpu"),
+    loop.run(_toy_cfg(lr=1.0, lr_decay="none", rollback_lr_factor=0.01, steps=90),
+             torch.device("cpu"),
              lambda m, s: reports.append(m))
     final = reports[-1]
     assert final["step"] == 90 and "diverged" not in final
@@ -86,7 +87,8 @@ def test_divergence_rolls_back_with_a_lower_learning_rate():
 
 def test_divergence_stops_with_a_clear_error_when_asked():
     reports = []
-    loop.run(_toy_cfg(lr=1.0, on_divergence="stop", steps=90), torch.device("cpu"),
+    loop.run(_toy_cfg(lr=1.0, lr_decay="none", on_divergence="stop", steps=90),
+             torch.device("cpu"),
              lambda m, s: reports.append(m))
     final = reports[-1]
     assert final["diverged"] == 1 and final["step"] < 90
@@ -211,8 +213,8 @@ def test_every_method_resumes_exactly_where_it_stopped(method, tmp_path):
         def report(m, s):
             if s is not None:         # to disk at once: the live state keeps training
                 saved.append(checkpoint.save_state(tmp_path / f"{len(saved)}-{id(saved)}", s))
-        cfg = _toy_cfg(steps=8, checkpoint_every=3, log_every=3, batch_size=32)
-        cfg.model.method = cfg.run.name = method
+        cfg = _toy_cfg(method, steps=8, checkpoint_every=3, log_every=3, batch_size=32)
+        cfg.run.name = method
         return loop.param_digest(loop.run(cfg, torch.device("cpu"), report, None, restored)), \
             saved
 

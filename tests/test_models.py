@@ -252,6 +252,38 @@ def test_encoder_samples_with_the_reparametrisation():
     assert abs(float(eps.mean())) < 0.2 and abs(float(eps.std()) - 1) < 0.2
 
 
+def test_toy_encoder_takes_noise_beside_x_and_only_the_vae_is_gaussian():
+    """The toy's encoder is z = f(x, eps) with 2-D eps beside x (its q(z|x) implicit): z
+    varies with eps for a fixed x, `sample=False` is f(x, 0), and it has no moments.
+    `--encoder-noise 0` gives the Gaussian encoder of the same table; the VAE always trains
+    that one, and the flag is refused where it has no meaning."""
+    from ali_dist import config as config_lib, methods, train
+    torch.manual_seed(0)
+    m = ali_dist.build("toy").eval()
+    assert m.encoder.noise == 2 and m.encoder.net[0][0].in_features == 4
+    x = torch.randn(8, 2)
+    with torch.no_grad():
+        z1, z2 = m.encode(x), m.encode(x)
+        at_mean = m.encoder.net(torch.cat([x, torch.zeros(8, 2)], 1))
+    assert z1.shape == (8, 2) and not torch.allclose(z1, z2)
+    assert torch.equal(m.encode(x, sample=False), at_mean)
+    with pytest.raises(TypeError, match="implicit"):
+        m.encoder.moments(x)
+    gaussian = methods.build_model("ali", "toy", encoder_noise_width=0)
+    assert gaussian.encoder.net[-1][0].out_features == 4                 # mu and log sigma
+    assert methods.build_model("vae", "toy").encoder.noise == 0
+
+    def resolved(*args):
+        return config_lib.resolve(config_lib.from_args(
+            train.build_parser().parse_args(list(args)))).model.encoder_noise
+    assert resolved("--preset", "toy") == 2 and resolved("--preset", "toy", "--method", "vae") == 0
+    assert resolved("--preset", "toy", "--encoder-noise", "0") == 0
+    with pytest.raises(ValueError, match="Gaussian"):
+        resolved("--preset", "toy", "--method", "vae", "--encoder-noise", "2")
+    with pytest.raises(ValueError, match="vector data"):
+        resolved("--preset", "digits", "--encoder-noise", "2")
+
+
 def test_init_is_normal_001_with_zero_biases():
     m = ali_dist.build("cifar10")
     w = torch.cat([mod.weight.detach().flatten() for mod in m.modules()

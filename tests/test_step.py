@@ -8,10 +8,10 @@ from ali_dist.methods import Batch
 from ali_dist.step import TrainStep, make_optimizers, resolve_precision
 
 
-def make(preset="toy", method="ali", lr=1e-3, **optim):
+def make(preset="toy", method="ali", lr=1e-3, init_std=None, **optim):
     """A method and its step for a resolved config (seeded)."""
     cfg = config_lib.Config()
-    cfg.model.preset, cfg.model.method = preset, method
+    cfg.model.preset, cfg.model.method, cfg.model.init_std = preset, method, init_std
     for k, v in optim.items():
         setattr(cfg.optim, k, v)
     cfg = config_lib.resolve(cfg)
@@ -65,7 +65,7 @@ def test_simultaneous_update_takes_both_gradients_from_one_graph():
     """The step's D gradient is that of the D loss alone and its E/G gradient that of the
     generator loss alone, both from the same forward pass. lr=0 keeps the weights fixed and
     the gradients in place, so they can be compared with ones computed by hand."""
-    m, step, stage = make(lr=0.0)
+    m, step, stage = make(lr=0.0, init_std=0.1, update="simultaneous")  # logits away from 0
     x = torch.randn(16, 2)
     torch.manual_seed(1)
     step(Batch(x), stage, 1)

@@ -143,7 +143,7 @@ def test_a_recipe_setting_reaches_the_config_the_model_and_the_command(tmp_path)
     assert (cfg.model.init_std, cfg.model.bn_momentum, cfg.run.seed) == (0.02, 0.3, 7)
     method = methods.build(cfg)
     bns = [m for m in method.model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    assert len(bns) == 8 and {m.momentum for m in bns} == {0.3}       # 4 encoder + 4 decoder
+    assert len(bns) == 6 and {m.momentum for m in bns} == {0.3}       # 2 encoder + 4 decoder
     assert [p.name for p in method.stages(500)[0].phases] == ["d", "d", "g"]
     plain = config_lib.Config()
     plain.model.preset = "toy"
@@ -244,16 +244,18 @@ def _batches(n: int, batch: int = 100, seed: int = 0):
 
 
 def _method(name: str, **optim):
-    """A baseline and the one step, for the toy preset (init std 0.1, lr 1e-3)."""
+    """A baseline and the one step, for the toy preset (its recipe: lr, betas, updates)."""
     from ali_dist.step import TrainStep, make_optimizers
     cfg = config_lib.Config()
-    cfg.model.preset, cfg.model.method, cfg.model.init_std = "toy", name, 0.1
+    cfg.model.preset, cfg.model.method = "toy", name
     for k, v in optim.items():
         setattr(cfg.optim, k, v)
     cfg = config_lib.resolve(cfg)
     torch.manual_seed(0)
     m = methods.build(cfg)
-    return m, TrainStep(m, make_optimizers(m, 1e-3, 0.5, 0.999), torch.device("cpu"), "fp32")
+    o = cfg.optim
+    return m, TrainStep(m, make_optimizers(m, o.lr, o.beta1, o.beta2), torch.device("cpu"),
+                        "fp32")
 
 
 def _run_stage(method, step_fn, stage, batches, start: int = 0) -> list[dict]:
@@ -262,13 +264,21 @@ def _run_stage(method, step_fn, stage, batches, start: int = 0) -> list[dict]:
 
 
 def test_baselines_are_registered_with_alis_encoder_and_decoder():
+    """Figure 8's baselines train ALI's networks; the VAE's encoder is the Gaussian form of
+    the same table (its bound needs q's density): no noise beside x, (mu, log sigma) out."""
     ali = methods.build_model("ali", "toy")
     shapes = lambda m: [tuple(p.shape) for p in m.parameters()]
+    assert ali.encoder.noise == 2 and shapes(ali.encoder)[0] == (400, 4)   # x and 2-D noise
     for name in methods.BASELINES:
         m = methods.build_model(name, "toy")
         assert m.name == name
-        assert shapes(m.encoder) == shapes(ali.encoder)
         assert shapes(m.decoder) == shapes(ali.decoder)
+        if name != "vae":
+            assert shapes(m.encoder) == shapes(ali.encoder)
+            continue
+        vae, same = shapes(m.encoder), shapes(ali.encoder)
+        assert m.encoder.noise == 0 and vae[1:-2] == same[1:-2]           # the hidden rows
+        assert (vae[0], vae[-2], same[-2]) == ((400, 2), (4, 400), (2, 400))
 
 
 def test_inverse_mapping_encoder_error_falls():
@@ -290,8 +300,8 @@ def test_posthoc_inference_trains_only_the_encoder_and_learns_to_invert():
     the latent error ||z - E(G(z))||^2 falls."""
     method, step_fn = _method("gan_posthoc")
     model = method.model
-    gan, enc = method.stages(200)
-    assert (gan.steps, enc.steps) == (200, 100)
+    gan, enc = method.stages(400)
+    assert (gan.steps, enc.steps) == (400, 200)
     z = torch.randn(2000, 2, generator=torch.Generator().manual_seed(1))
 
     def z_error() -> float:
@@ -300,11 +310,11 @@ def test_posthoc_inference_trains_only_the_encoder_and_learns_to_invert():
             e = (model.encoder(model.decoder(z), sample=False) - z).pow(2).sum(1).mean()
         return float(e)
 
-    batches = _batches(300)
-    _run_stage(method, step_fn, gan, batches[:200])
+    batches = _batches(600)
+    _run_stage(method, step_fn, gan, batches[:400])
     dec = [p.clone() for p in model.decoder.parameters()]
     before = z_error()
-    out = _run_stage(method, step_fn, enc, batches[200:], 200)
+    out = _run_stage(method, step_fn, enc, batches[400:], 400)
     assert all(torch.isfinite(m["loss_d"]) for m in out)
     after = z_error()
     assert all(torch.equal(a, b) for a, b in zip(dec, model.decoder.parameters()))

@@ -54,16 +54,16 @@ class Budget:
 
 
 # kind -> name -> Budget. "toy" is the in-process study, "image" the TorchTrainer search.
-# One toy step takes ~30 ms on one core: the laptop toy budget is ~5 models x 3 trials x
-# 3,000-4,500 steps, about 10 minutes with two trials at a time on 2 cores.
+# One step of the toy preset's recipe (batch 200, 2 D updates per E/G update) takes ~60 ms
+# on one core: an ALI trial of the laptop budget ~3 minutes, of the long one ~20.
 BUDGETS: dict[str, dict[str, Budget]] = {
     "toy": {
         "ci": Budget(trials=2, steps=300, eval_every=150,
                      about="an end-to-end check in about a minute"),
         "laptop": Budget(trials=3, steps=3000, eval_every=1000,
-                         about="minutes on a laptop; the preset's default run length"),
+                         about="tens of minutes on a laptop; the recipe at 3,000 steps"),
         "long": Budget(trials=5, steps=20_000, eval_every=2000,
-                       about="an hour or two on a laptop"),
+                       about="hours on a laptop; the recipe's own length"),
         # The ALI paper gives no epoch count for the toy; PacGAN's re-run of this setup
         # trained 400 epochs of the 100,000 samples (400,000 steps at batch 100).
         "paper": Budget(trials=10, epochs=400, eval_every=10_000,

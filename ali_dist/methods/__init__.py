@@ -61,21 +61,41 @@ def check_model(method: str, preset, conditional: bool = False) -> None:
                          f"{method!r} does not read y")
 
 
+def encoder_noise(method: str, preset, width: int | None = None) -> int:
+    """The encoder's input-noise width (`networks.Encoder`) a method trains `preset` with:
+    `width`, else the preset's; always 0 for the VAE, whose bound needs q(z|x)'s density."""
+    if width is None:
+        return 0 if method == "vae" else preset.encoder_noise
+    if width < 0:
+        raise ValueError(f"--encoder-noise is a width of at least 0, got {width}")
+    if width and (preset.is_image or preset.is_hierarchical):
+        raise ValueError(f"--encoder-noise is for vector data (the toy); preset "
+                         f"{preset.name!r} is a{' HALI' if preset.is_hierarchical else 'n image'}"
+                         " table")
+    if width and method == "vae":
+        raise ValueError("--encoder-noise: the VAE needs a Gaussian q(z|x) (its bound reads "
+                         "q's density); use --encoder-noise 0")
+    return width
+
+
 def build_model(method: str, preset, init_std: float | None = None, conditional: bool = False,
                 y_dim: int | None = None, classes: int | None = None,
-                d_dropout: float | None = None, z_dim: int | None = None):
+                d_dropout: float | None = None, z_dim: int | None = None,
+                encoder_noise_width: int | None = None):
     """The model a method trains, untrained (also what `ali_dist.load` fills with weights):
     HALI for a hierarchical preset, else ALI with the method's parts. `conditional`: every
     network reads y, of `y_dim` classes or attributes (default: the preset's). `classes`: K,
     for the methods whose D has K + 1 outputs. `d_dropout`: D's dropout rate instead of the
     table's (it changes which layers D's rows hold, so a saved model is rebuilt with its own).
-    `z_dim`: z's width instead of the preset's."""
+    `z_dim`: z's width instead of the preset's. `encoder_noise_width`: the encoder's input
+    noise (`encoder_noise`)."""
     from ..models import ALI, HALI, get_preset
     p = get_preset(preset) if isinstance(preset, str) else preset
     if d_dropout is not None:
         p = with_d_dropout(p, d_dropout)
     if z_dim is not None:
         p = replace(p, z_dim=z_dim)
+    p = replace(p, encoder_noise=encoder_noise(method, p, encoder_noise_width))
     check_model(method, p, conditional)
     if p.is_hierarchical:
         return HALI(p, init_std=init_std, conditional=conditional, y_dim=y_dim)
@@ -98,7 +118,7 @@ def build(cfg) -> Method:
     if m.bn_momentum is not None and m.bn_momentum != preset.bn_momentum:
         preset = replace(preset, bn_momentum=m.bn_momentum)
     model = build_model(m.method, preset, m.init_std, m.conditional, m.y_dim, m.classes,
-                        m.d_dropout, m.z_dim)
+                        m.d_dropout, m.z_dim, m.encoder_noise)
     cls = METHODS[m.method]
     if cls is VAE:
         return VAE(model)
@@ -116,4 +136,4 @@ def build(cfg) -> Method:
 
 
 __all__ = ["METHODS", "BASELINES", "CONDITIONAL_METHODS", "LABELLED", "Batch", "Method",
-           "Phase", "Stage", "build", "build_model", "check", "check_model"]
+           "Phase", "Stage", "build", "build_model", "check", "check_model", "encoder_noise"]

@@ -43,7 +43,7 @@ class PixelBias(nn.Module):
 
 def _width(out, preset: Preset, logits: int = 1) -> int:
     z1 = preset.hierarchy.z1_channels if preset.hierarchy else 0
-    return {Z2: 2 * preset.z_dim, Z1: 2 * z1,
+    return {Z2: preset.z_dim if preset.encoder_noise else 2 * preset.z_dim, Z1: 2 * z1,
             IMG: preset.channels if preset.is_image else preset.data_dim,
             LOGIT: logits}.get(out, out)
 
@@ -172,17 +172,37 @@ class GaussianConditional(Conditioned):
 
 
 class Encoder(GaussianConditional):
-    """Gz(x): a stochastic encoder q(z | x[, y]) (HALI: q(z1 | x[, y]))."""
+    """Gz(x): a stochastic encoder q(z | x[, y]) (HALI: q(z1 | x[, y])). Gaussian, or, with
+    the preset's `encoder_noise` > 0 (vector data), a change-of-variables conditional:
+    z = f(x, eps), eps ~ N(0, I) of that width joining x at the input. Its q(z|x) is implicit
+    and may take any shape: on the toy, whose data are 25 clusters of sigma 0.05, it is what
+    lets q(z) cover the whole prior (README, "The toy study"). It has no moments; its
+    `sample=False` code is f(x, 0), at the noise's mean."""
 
     def __init__(self, preset: Preset, y_dim: int = 0):
         data_width = preset.channels if preset.is_image else preset.data_dim
         h = preset.hierarchy
-        super().__init__(preset.encoder, data_width, h.z1_channels if h else preset.z_dim,
-                         preset, spatial=h is not None, y_dim=y_dim)
+        self.noise = preset.encoder_noise    # checked by `methods.encoder_noise`
+        super().__init__(preset.encoder, data_width + self.noise,
+                         h.z1_channels if h else preset.z_dim, preset, spatial=h is not None,
+                         y_dim=y_dim)
 
     @property
     def z_dim(self) -> int:
         return self.latent
+
+    def moments(self, x, y=None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.noise:
+            raise TypeError("this encoder takes input noise (encoder_noise): its q(z|x) is "
+                            "implicit and has no mean and sigma; call it for z")
+        return super().moments(x, y)
+
+    def forward(self, x, y=None, sample: bool = True):
+        if not self.noise:
+            return super().forward(x, y, sample)
+        eps = x.new_empty(x.shape[0], self.noise)
+        eps = eps.normal_() if sample else eps.zero_()
+        return self.net(torch.cat([x, eps], 1), self._embedding(y))
 
 
 class Decoder(Conditioned):
