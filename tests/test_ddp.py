@@ -57,10 +57,11 @@ def _init(rank, world, port):
 
 def _pinned_ali(setup: str, rows: slice):
     """The toy ALI (its real networks, method and losses) with its randomness pinned: the
-    prior's z and the encoder's noise are rows `rows` of fixed tables, so one worker with the
-    whole batch and two with half each draw the same numbers."""
+    prior's z and the noise beside x at the encoder's input are rows `rows` of fixed tables,
+    so one worker with the whole batch and two with half each draw the same numbers."""
     cfg = config_lib.Config()
     cfg.model.preset = "toy"
+    cfg.model.init_std = 0.1        # weights large enough that 3 SGD steps move them visibly
     for k, v in SETUPS[setup].items():
         setattr(cfg.optim, k, v)
     cfg = config_lib.resolve(cfg)
@@ -72,8 +73,7 @@ def _pinned_ali(setup: str, rows: slice):
     model.prior = lambda n, device=None, generator=None: z
 
     def inference(x, y=None):
-        mu, log_sigma = model.encoder.moments(x)
-        return [mu + log_sigma.exp() * eps]
+        return [model.encoder.net(torch.cat([x, eps], 1))]
     model.inference = inference
     return m
 
