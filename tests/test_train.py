@@ -7,6 +7,7 @@ import torch
 
 import ali_dist
 from ali_dist import storage
+from ali_dist.models import get_preset
 from helpers import run_train
 
 pytestmark = pytest.mark.slow
@@ -35,7 +36,8 @@ def test_two_worker_run_logs_one_mlflow_run(toy_run):
     assert run.data.tags["preset"] == "toy" and run.data.tags["world_size"] == "2"
     assert len(run.data.tags["git_commit"]) in (40, 7) or run.data.tags["git_commit"] == "unknown"
     p = run.data.params
-    assert p["optim.lr"] == "0.001" and p["run.workers"] == "2" and p["optim.beta2"] == "0.999"
+    assert float(p["optim.lr"]) == get_preset("toy").lr and p["run.workers"] == "2"
+    assert p["optim.beta2"] == "0.999" and p["model.encoder_noise"] == "2"
     hist = client.get_metric_history(run.info.run_id, "loss_d")
     assert [m.step for m in hist] == [50, 100, 150, 200, 250, 300]
     for name in ("modes_paper", "modes_strict", "high_quality", "reverse_kl"):
