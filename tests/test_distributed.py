@@ -153,7 +153,8 @@ def test_killed_worker_resumes_from_the_last_checkpoint(ali_home, tmp_path):
     def drive():
         try:
             result["summary"] = run_train([      # the GAN: the method without an encoder
-                "--preset", "toy", "--method", "gan", "--workers", "2", "--steps", str(total),
+                "--preset", "toy", "--method", "gan", "--workers", "2", "--batch-size", "100",
+                "--steps", str(total),
                 "--log-every", "50",
                 "--eval-every", "10000", "--checkpoint-every", str(every), "--max-failures", "2",
                 "--storage", str(tmp_path / "ray"), "--name", "kill", "--experiment", "kill"])

@@ -20,9 +20,10 @@ def toy_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     mp = private_home(home)
     out = tmp_path_factory.mktemp("out")
-    summary = run_train(["--preset", "toy", "--workers", "2", "--steps", "300",
-                         "--log-every", "50", "--eval-every", "150", "--checkpoint-every", "100",
-                         "--storage", str(out / "ray"), "--name", "toy2", "--experiment", "t"])
+    summary = run_train(["--preset", "toy", "--workers", "2", "--batch-size", "100",
+                         "--steps", "300", "--log-every", "50", "--eval-every", "150",
+                         "--checkpoint-every", "100", "--storage", str(out / "ray"),
+                         "--name", "toy2", "--experiment", "t"])
     yield summary, out
     mp.undo()
 
