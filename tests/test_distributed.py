@@ -73,21 +73,22 @@ def test_same_seed_and_world_size_give_identical_losses():
 
 
 def test_divergence_rolls_back_with_a_lower_learning_rate():
-    """lr 1.0 sends the toy's losses to NaN within ~10 steps; a rollback to the last good
-    state with lr x 0.01 recovers, and the run reaches its step count."""
+    """lr 10 collapses the toy's discriminator within ~20 steps (lr 1.0 no longer does at
+    every thread count from the recipe's init 0.01); a rollback to the last good state with
+    lr x 0.01 recovers, and the run reaches its step count."""
     reports = []
-    loop.run(_toy_cfg(lr=1.0, lr_decay="none", rollback_lr_factor=0.01, steps=90),
+    loop.run(_toy_cfg(lr=10.0, lr_decay="none", rollback_lr_factor=0.01, steps=90),
              torch.device("cpu"),
              lambda m, s: reports.append(m))
     final = reports[-1]
     assert final["step"] == 90 and "diverged" not in final
     assert final["rollbacks"] >= 1
-    assert final["lr"] == pytest.approx(1.0 * 0.01 ** final["rollbacks"])
+    assert final["lr"] == pytest.approx(10.0 * 0.01 ** final["rollbacks"])
 
 
 def test_divergence_stops_with_a_clear_error_when_asked():
     reports = []
-    loop.run(_toy_cfg(lr=1.0, lr_decay="none", on_divergence="stop", steps=90),
+    loop.run(_toy_cfg(lr=10.0, lr_decay="none", on_divergence="stop", steps=90),
              torch.device("cpu"),
              lambda m, s: reports.append(m))
     final = reports[-1]
