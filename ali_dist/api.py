@@ -40,7 +40,7 @@ def load(path_or_uri: str | Path, device: str | torch.device = "cpu"):
     method = m.get("method", m.get("variant"))       # configs saved before --method
     model = build_model(method, m["preset"], m.get("init_std"), bool(m.get("conditional")),
                         m.get("y_dim"), m.get("classes"), m.get("d_dropout"), m.get("z_dim"),
-                        m.get("encoder_noise"))
+                        m.get("encoder_noise"), m.get("d_pack"))
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -58,6 +58,10 @@ class ModelConfig:
                                    "implicit q(z|x) free to cover the prior; 0: a Gaussian "
                                    "q(z|x) (default: the preset's, 2 for the toy; always 0 "
                                    "for the VAE, whose bound needs q's density)")
+    d_pack: int | None = _f(None, "the discriminator judges packs of this many pairs (x, z) "
+                            "side by side, one logit per pack (PacGAN's packing), so a batch "
+                            "of pairs from few modes looks fake; the batch must be a multiple "
+                            "of it (default: the preset's, 1)")
     conditional: bool = _f(False, "conditional ALI/HALI (paper eq. 7): the data's labels or "
                            "attributes (y) are embedded linearly into the encoder, the decoder "
                            "and the discriminator; sample and reconstruct then take y. Needs a "
@@ -133,6 +137,10 @@ class OptimConfig:
                              "encoder/decoder loss of ALI's game: cycle x the mean squared "
                              "error of G(E(x)) against x; 0 is the paper's ALI (default: the "
                              "preset's for method ali: 10 for digits, 0 for the paper presets)")
+    cycle_until: float | None = _f(None, "share of the run during which the cycle term is "
+                                   "on (1: all of it); after it the game alone sharpens the "
+                                   "samples (default: the preset's; 1, but 0.31 for the toy, "
+                                   "its rate's hold)")
     d_steps: int | None = _f(None, "discriminator updates per encoder/decoder update (with "
                              "--update alternating; they reuse the step's batch; default: the "
                              "preset's with its alternating updates, 2 for the toy, else 1)")
@@ -301,6 +309,10 @@ def resolve(cfg: Config) -> Config:
         o.cycle = p.cycle if cfg.model.method == "ali" else 0.0
     if o.cycle < 0:
         raise ValueError(f"--cycle must be 0 (off) or positive, got {o.cycle}")
+    if o.cycle_until is None:
+        o.cycle_until = p.cycle_until
+    if not 0.0 < o.cycle_until <= 1.0:
+        raise ValueError(f"--cycle-until is a share of the run in (0, 1], got {o.cycle_until}")
     if o.cycle and (cfg.model.method != "ali" or p.is_hierarchical):
         raise ValueError(f"--cycle is a term of ALI's game on a flat model (method ali, not "
                          f"{cfg.model.method!r}{' on HALI' if p.is_hierarchical else ''})")
@@ -317,8 +329,12 @@ def resolve(cfg: Config) -> Config:
         cfg.model.z_dim = game["z_dim"] or p.z_dim
     if cfg.model.z_dim < 1:
         raise ValueError(f"--z-dim is a width of at least 1, got {cfg.model.z_dim}")
-    from .methods import encoder_noise
+    from .methods import d_pack, encoder_noise
     cfg.model.encoder_noise = encoder_noise(cfg.model.method, p, cfg.model.encoder_noise)
+    cfg.model.d_pack = d_pack(cfg.model.method, p, cfg.model.d_pack, cfg.model.conditional)
+    if o.batch_size % cfg.model.d_pack:
+        raise ValueError(f"--batch-size {o.batch_size} (per worker) must be a multiple of "
+                         f"--d-pack {cfg.model.d_pack}: D judges whole packs of pairs")
     if cfg.model.d_dropout is not None and not 0.0 <= cfg.model.d_dropout < 1.0:
         raise ValueError(f"--d-dropout is a rate in [0, 1), got {cfg.model.d_dropout}")
     if cfg.eval.probe_labels is None:

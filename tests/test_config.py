@@ -98,7 +98,8 @@ def test_workers_are_sized_to_the_machine_unless_given(monkeypatch):
 
 def test_toy_preset_trains_the_recipe_and_pacgans_settings_are_a_config():
     """The toy's defaults are the recipe search's best (tune/results/toy_recipe_laptop/
-    best_recipe.yaml, rounded) with the noise encoder; jobs/toy_pacgan.yaml is PacGAN's."""
+    best_recipe.yaml, rounded) with the noise encoder and the cycle term while the rate is
+    held (ALI's game only); jobs/toy_pacgan.yaml is PacGAN's (the paper's game)."""
     from pathlib import Path
     toy = _cfg(["--preset", "toy"])
     o, m = toy.optim, toy.model
@@ -106,10 +107,12 @@ def test_toy_preset_trains_the_recipe_and_pacgans_settings_are_a_config():
                                                                   "alternating", 2)
     assert (o.lr_decay, o.lr_hold, o.lr_final, o.steps) == ("linear", 0.31, 0.077, 5000)
     assert (m.init_std, m.bn_momentum, m.encoder_noise) == (0.010, 0.042, 2)
+    assert (o.cycle, o.cycle_until) == (10.0, 0.31)               # ALI's game, while held
+    assert _cfg(["--preset", "toy", "--method", "gan"]).optim.cycle == 0.0
     assert _cfg(["--preset", "toy", "--update", "simultaneous"]).optim.d_steps == 1
     pacgan = _cfg(["--config", str(Path(__file__).parent.parent / "jobs" / "toy_pacgan.yaml")])
     o, m = pacgan.optim, pacgan.model
     assert (o.lr, o.beta1, o.batch_size, o.update, o.d_steps, o.lr_decay) == (
         1e-4, 0.8, 100, "simultaneous", 1, "none")
-    assert (o.epochs, o.steps, m.init_std, m.bn_momentum, m.encoder_noise) == (
-        400, None, 0.02, 0.05, 2)
+    assert (o.epochs, o.steps, m.init_std, m.bn_momentum, m.encoder_noise, o.cycle) == (
+        400, None, 0.02, 0.05, 2, 0.0)

@@ -252,12 +252,19 @@ def test_encoder_samples_with_the_reparametrisation():
     assert abs(float(eps.mean())) < 0.2 and abs(float(eps.std()) - 1) < 0.2
 
 
+def _model_config(*args):
+    """The resolved model section of `python -m ali_dist.train ARGS`."""
+    from ali_dist import config as config_lib, train
+    return config_lib.resolve(config_lib.from_args(
+        train.build_parser().parse_args(list(args)))).model
+
+
 def test_toy_encoder_takes_noise_beside_x_and_only_the_vae_is_gaussian():
     """The toy's encoder is z = f(x, eps) with 2-D eps beside x (its q(z|x) implicit): z
     varies with eps for a fixed x, `sample=False` is f(x, 0), and it has no moments.
     `--encoder-noise 0` gives the Gaussian encoder of the same table; the VAE always trains
     that one, and the flag is refused where it has no meaning."""
-    from ali_dist import config as config_lib, methods, train
+    from ali_dist import methods
     torch.manual_seed(0)
     m = ali_dist.build("toy").eval()
     assert m.encoder.noise == 2 and m.encoder.net[0][0].in_features == 4
@@ -274,14 +281,53 @@ def test_toy_encoder_takes_noise_beside_x_and_only_the_vae_is_gaussian():
     assert methods.build_model("vae", "toy").encoder.noise == 0
 
     def resolved(*args):
-        return config_lib.resolve(config_lib.from_args(
-            train.build_parser().parse_args(list(args)))).model.encoder_noise
+        return _model_config(*args).encoder_noise
     assert resolved("--preset", "toy") == 2 and resolved("--preset", "toy", "--method", "vae") == 0
     assert resolved("--preset", "toy", "--encoder-noise", "0") == 0
     with pytest.raises(ValueError, match="Gaussian"):
         resolved("--preset", "toy", "--method", "vae", "--encoder-noise", "2")
     with pytest.raises(ValueError, match="vector data"):
         resolved("--preset", "digits", "--encoder-noise", "2")
+
+
+def test_packed_discriminator_judges_whole_packs_of_pairs():
+    """`--d-pack m` (PacGAN's packing): D gives one logit per m consecutive pairs, each logit
+    reads every pair of its pack and none of another's; ALI's game keeps a pack on one side
+    (encoder pairs, then decoder pairs) and trains through it; the flag is refused where a
+    pack has no meaning, and a batch that does not fill whole packs is a clear error."""
+    from ali_dist import methods
+    from ali_dist.methods.base import Batch
+    torch.manual_seed(0)
+    m = methods.build_model("ali", "toy", pack=4)
+    d = m.discriminator
+    assert d.pack == 4 and d.d_xz[0][0].in_features == 4 * (2 + 2)
+    x, z = torch.randn(8, 2), torch.randn(8, 2)
+    with torch.no_grad():
+        out = d(x, z)
+        x2 = x.clone()
+        x2[1] += 1.0                                   # a pair of the first pack
+        moved = d(x2, z)
+    assert out.shape == (2,)
+    assert moved[0] != out[0] and moved[1] == out[1]
+    with pytest.raises(ValueError, match="multiple of it"):
+        d(x[:6], z[:6])
+    method = methods.METHODS["ali"](m, update="alternating")
+    loss, metrics = method.loss("d", Batch(torch.randn(200, 2), None), {"step": 0})
+    loss["d"].backward()
+    assert d.d_xz[0][0].weight.grad.abs().sum() > 0 and 0 <= float(metrics["d_acc"]) <= 1
+    # a GAN's D(x) packs x alone
+    assert methods.build_model("gan", "toy", pack=2).discriminator.d_xz[0][0].in_features == 4
+
+    def resolved(*args):
+        return _model_config(*args).d_pack
+    assert resolved("--preset", "toy") == 1 and resolved("--preset", "toy", "--d-pack", "4") == 4
+    assert resolved("--preset", "toy", "--method", "vae") == 1
+    with pytest.raises(ValueError, match="multiple of --d-pack 3"):
+        resolved("--preset", "toy", "--d-pack", "3")
+    for refused in (("--method", "vae"), ("--preset", "hali-digits"),
+                    ("--preset", "digits", "--method", "kplus1", "--classes", "10")):
+        with pytest.raises(ValueError, match="packing is for"):
+            resolved("--preset", "toy", "--d-pack", "2", *refused)
 
 
 def test_init_is_normal_001_with_zero_biases():

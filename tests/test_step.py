@@ -205,6 +205,26 @@ def test_cycle_term_is_the_reconstruction_error_in_eg_loss_only():
         assert "cycle_mse" in step(Batch(x), stage, 0)
 
 
+def test_cycle_term_stops_after_its_share_of_the_run():
+    """--cycle-until S: the term is in E/G's loss for the first S of the run's steps (by the
+    step counter the loop resumes from), then the loss is the game's alone."""
+    m, step, stage = make(preset="toy", update="alternating", cycle=10.0, cycle_until=0.5)
+    assert m.cycle_stop == 5                                 # make() plans a 10-step run
+    plain = methods.Adversarial(m.model, update="alternating")
+    x = torch.randn(200, 2)
+    assert "cycle_mse" in step(Batch(x), stage, 4)
+    assert "cycle_mse" not in step(Batch(x), stage, 5)
+    for at, same in ((4, False), (5, True)):
+        torch.manual_seed(3)
+        with_term, _ = m.loss("g", Batch(x), {"step": at})
+        torch.manual_seed(3)
+        game, _ = plain.loss("g", Batch(x), {"step": at})
+        assert torch.equal(with_term["g"], game["g"]) == same, at
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="--cycle-until is a share"):
+            make(preset="toy", cycle=10.0, cycle_until=bad)
+
+
 def test_cycle_term_belongs_to_alis_game_on_a_flat_model():
     def cfg(**kw):
         c = config_lib.Config()

@@ -117,6 +117,7 @@ def test_table_statistics_pairing_and_best_configuration():
     toy = get_preset("toy")                         # the schedule the trials trained on
     assert f"--update {toy.update}" in best["command"]
     assert ("--lr-decay" in best["command"]) == (toy.lr_decay != "none")
+    assert f"--cycle {toy.cycle:g} --cycle-until {toy.cycle_until:g} " in best["command"]
     base["optim"].update(lr_decay="linear", lr_hold=0.2)
     assert "--lr-decay linear --lr-hold 0.2 --lr-final" in \
         report.best_configuration(summary, base, "toy")["command"]
@@ -375,7 +376,7 @@ def test_toy_study_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["--budget", "ci", "--trials", "1", "--steps", "30", "--eval-every", "15",
                "--storage", str(tmp_path / "runs"), "--name", "toy-e2e", "--out", str(out),
-               "--concurrency", "2"])
+               "--concurrency", "2", "--cycle", "3"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "modes, strict count" in printed and "best ALI configuration" in printed
@@ -390,9 +391,10 @@ def test_toy_study_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
         assert ("recon_ratio" in entry) == (model != "gan")   # every other model encodes
     assert table["ali_vs_gan"]["settings"] == 1
     md = (out / "study_table.md").read_text()
-    assert "| gan_posthoc | 1/1 |" in md
+    assert "| gan_posthoc | 1/1 |" in md and "ALI with the cycle term at 3 for the first 31 %" in md
     best = json.loads((out / "best_config.json").read_text())
     assert best["model"] == "ali" and "--steps 30" in best["command"]
+    assert "--cycle 3 --cycle-until 0.31 " in best["command"]
     assert (out / "figure8.png").stat().st_size > 10_000
 
     client = _client(mlflow_store)
@@ -408,6 +410,9 @@ def test_toy_study_end_to_end(mlflow_store, ray_cluster, tmp_path, capsys):
         assert c.info.status == "FINISHED"
         assert {"modes_paper", "modes_strict", "high_quality", "reverse_kl"} <= set(c.data.metrics)
         assert float(c.data.params["optim.lr"]) == pytest.approx(best["setting"]["lr"])
+        # --cycle is ALI's game's term: its trial trains with it, every other model without
+        want = 3.0 if c.data.tags["model"] == "ali" else 0.0
+        assert float(c.data.params["optim.cycle"]) == want, c.data.tags["model"]
         assert [a.path for a in client.list_artifacts(c.info.run_id)] == ["toy_panels.png"]
     arts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"study_table.md", "study_table.json", "trials.json", "best_config.json",

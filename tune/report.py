@@ -194,17 +194,22 @@ def best_configuration(summary: dict, base: dict, preset: str, model: str = "ali
     method = f" --method {model}" if model != "ali" else ""
     init = f" --init-std {s['init_std']:.4g}" if "init_std" in s else ""
     base_cfg = config_lib.Config.from_dict(base)
-    base_cfg.model.preset = preset
+    base_cfg.model.preset, base_cfg.model.method = preset, model
+    if model != "ali":                               # as the trials: the term is ALI's alone
+        base_cfg.optim.cycle = None
     o = config_lib.resolve(base_cfg).optim          # the update and schedule the trials used
     decay = "" if o.lr_decay == "none" else \
         f" --lr-decay {o.lr_decay} --lr-hold {o.lr_hold:g} --lr-final {o.lr_final:g}"
+    cycle = f" --cycle {o.cycle:g}" if model == "ali" else ""
+    if cycle and o.cycle and o.cycle_until < 1:
+        cycle += f" --cycle-until {o.cycle_until:g}"
     return {"model": model, "setting": s, "metrics": {k: v for k, v in e["best"].items()
                                                       if k not in ("setting", "trial_id")},
             "trial_id": e["best"]["trial_id"],
             "command": f"python -m ali_dist.train --preset {preset}{method} --lr {s['lr']:.4g} "
                        f"--beta1 {s['beta1']:.3f}{init} --seed {s['seed']} {length} "
                        f"--batch-size {base['optim']['batch_size']} --update {o.update}"
-                       f"{decay} --workers 1"}
+                       f"{decay}{cycle} --workers 1"}
 
 
 # --- image searches: one model, ASHA on the reconstruction ratio ---

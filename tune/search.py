@@ -112,6 +112,9 @@ def build_parser():
                         "rate falls)")
     g.add_argument("--lr-hold", type=float, help="share of the steps at the full rate")
     g.add_argument("--lr-final", type=float, help="the last step's rate as a share of lr")
+    g.add_argument("--cycle", type=float,
+                   help="weight of ALI's explicit cycle term (10 x the MSE of G(E(x)) in the "
+                        "toy's recipe; 0: the paper's game); other models train without it")
     g = p.add_argument_group("run")
     g.add_argument("--concurrency", type=int,
                    help="trials at a time [default: toy: the CPU cores; search: as many as "

@@ -121,7 +121,7 @@ def base_config(args) -> config_lib.Config:
     cfg.model.preset = args.preset
     if args.data:
         cfg.data.data = args.data
-    for name in ("batch_size", "update", "lr_decay", "lr_hold", "lr_final"):
+    for name in ("batch_size", "update", "lr_decay", "lr_hold", "lr_final", "cycle"):
         if getattr(args, name) is not None:
             setattr(cfg.optim, name, getattr(args, name))
     cfg.run.experiment = args.experiment

@@ -49,6 +49,13 @@ def run(args) -> dict:
     settings = draw_settings(space, budget.trials, args.seed)
     concurrency = _concurrency(args, budget.trials * len(models))
     budget_text = budget.describe("toy")
+    if "ali" in models:           # what ALI's game adds to the paper's, said in the table
+        p, o = get_preset(args.preset), base.optim
+        cycle = p.cycle if o.cycle is None else o.cycle
+        until = p.cycle_until if o.cycle_until is None else o.cycle_until
+        span = "" if until >= 1 else f" for the first {100 * until:g} % of each run"
+        budget_text += (f"; ALI with the cycle term at {cycle:g}{span} (--cycle 0: the "
+                        f"paper's game)" if cycle else "; ALI: the paper's game (no cycle term)")
     study.init_ray(concurrency)
     concurrency = _concurrency(args, budget.trials * len(models))   # a joined cluster's CPUs
 

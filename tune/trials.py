@@ -34,6 +34,8 @@ def trial_config(config: dict) -> config_lib.Config:
     cfg.run.seed = s["seed"]
     if "model" in config:
         cfg.model.method = config["model"]
+        if cfg.model.method != "ali":      # the cycle term is ALI's game's; the others, none
+            cfg.optim.cycle = None
     return config_lib.resolve(cfg)
 
 

@@ -78,17 +78,33 @@ def encoder_noise(method: str, preset, width: int | None = None) -> int:
     return width
 
 
+def d_pack(method: str, preset, pack: int | None = None, conditional: bool = False) -> int:
+    """How many pairs D judges per logit (`networks.Discriminator`; PacGAN's packing) when
+    `method` trains `preset`: `pack`, else the preset's. Packing needs a flat model's D with
+    one logit per input and no y."""
+    if pack is None:
+        pack = preset.d_pack if MODEL_PARTS[method][1] and method not in LABELLED else 1
+    if pack < 1:
+        raise ValueError(f"--d-pack is a number of pairs of at least 1, got {pack}")
+    if pack > 1 and (not MODEL_PARTS[method][1] or method in LABELLED
+                     or preset.is_hierarchical or conditional):
+        raise ValueError(f"--d-pack {pack}: packing is for a flat model's D with one logit "
+                         f"and no y (methods ali, gan, gan_inverse, gan_posthoc; not "
+                         f"{'HALI' if preset.is_hierarchical else 'conditional' if conditional else method})")
+    return pack
+
+
 def build_model(method: str, preset, init_std: float | None = None, conditional: bool = False,
                 y_dim: int | None = None, classes: int | None = None,
                 d_dropout: float | None = None, z_dim: int | None = None,
-                encoder_noise_width: int | None = None):
+                encoder_noise_width: int | None = None, pack: int | None = None):
     """The model a method trains, untrained (also what `ali_dist.load` fills with weights):
     HALI for a hierarchical preset, else ALI with the method's parts. `conditional`: every
     network reads y, of `y_dim` classes or attributes (default: the preset's). `classes`: K,
     for the methods whose D has K + 1 outputs. `d_dropout`: D's dropout rate instead of the
     table's (it changes which layers D's rows hold, so a saved model is rebuilt with its own).
     `z_dim`: z's width instead of the preset's. `encoder_noise_width`: the encoder's input
-    noise (`encoder_noise`)."""
+    noise (`encoder_noise`). `pack`: pairs per D logit (`d_pack`)."""
     from ..models import ALI, HALI, get_preset
     p = get_preset(preset) if isinstance(preset, str) else preset
     if d_dropout is not None:
@@ -97,6 +113,7 @@ def build_model(method: str, preset, init_std: float | None = None, conditional:
         p = replace(p, z_dim=z_dim)
     p = replace(p, encoder_noise=encoder_noise(method, p, encoder_noise_width))
     check_model(method, p, conditional)
+    p = replace(p, d_pack=d_pack(method, p, pack, conditional))
     if p.is_hierarchical:
         return HALI(p, init_std=init_std, conditional=conditional, y_dim=y_dim)
     if method in LABELLED:
@@ -118,7 +135,7 @@ def build(cfg) -> Method:
     if m.bn_momentum is not None and m.bn_momentum != preset.bn_momentum:
         preset = replace(preset, bn_momentum=m.bn_momentum)
     model = build_model(m.method, preset, m.init_std, m.conditional, m.y_dim, m.classes,
-                        m.d_dropout, m.z_dim, m.encoder_noise)
+                        m.d_dropout, m.z_dim, m.encoder_noise, m.d_pack)
     cls = METHODS[m.method]
     if cls is VAE:
         return VAE(model)
@@ -126,7 +143,7 @@ def build(cfg) -> Method:
         return LabelsOnly(model, cfg.data.labels, cfg.data.label_seed)
     game = dict(update=o.update, r1=o.r1, r1_every=o.r1_every, d_steps=o.d_steps)
     if o.cycle:
-        game["cycle"] = o.cycle
+        game["cycle"], game["cycle_until"] = o.cycle, o.cycle_until
     if cls is KPlus1:
         return KPlus1(model, cfg.data.labels, cfg.data.label_seed, **game)
     if cls is PostHocInference:
@@ -136,4 +153,4 @@ def build(cfg) -> Method:
 
 
 __all__ = ["METHODS", "BASELINES", "CONDITIONAL_METHODS", "LABELLED", "Batch", "Method",
-           "Phase", "Stage", "build", "build_model", "check", "check_model", "encoder_noise"]
+           "Phase", "Stage", "build", "build_model", "check", "check_model", "d_pack", "encoder_noise"]

@@ -33,7 +33,8 @@ class Adversarial(Method):
     name = "ali"
 
     def __init__(self, model, update: str = "simultaneous", r1: float = 0.0,
-                 r1_every: int = 1, d_steps: int = 1, cycle: float = 0.0):
+                 r1_every: int = 1, d_steps: int = 1, cycle: float = 0.0,
+                 cycle_until: float = 1.0):
         super().__init__(model)
         if update not in UPDATES:
             raise ValueError(f"unknown update {update!r}; choose one of {UPDATES}")
@@ -43,13 +44,14 @@ class Adversarial(Method):
         if cycle and (model.encoder is None or model.preset.is_hierarchical):
             raise ValueError("the cycle term needs a flat model with an encoder (not a GAN, "
                              "not HALI)")
-        self.cycle = cycle
+        self.cycle, self.cycle_until, self.cycle_stop = cycle, cycle_until, None
 
     def groups(self):
         m = self.model
         return {"d": [m.discriminator], "g": [n for n in (m.encoder, m.decoder) if n is not None]}
 
     def stages(self, total: int) -> list[Stage]:
+        self.cycle_stop = round(self.cycle_until * total)     # the cycle term's last step + 1
         if self.update == "simultaneous":
             phases = (Phase("joint", ("d", "g")),)
         else:
@@ -108,9 +110,10 @@ class Adversarial(Method):
 
     def _g_loss(self, real, fake, x, ctx: dict, y, metrics: dict):
         """E/G's loss: the game's, plus `cycle` x the squared error of G(E(x)) against x (the
-        explicit cycle term, ours; 0 in every paper preset)."""
+        explicit cycle term, ours; 0 in every paper preset) for the first `cycle_until` share
+        of the run."""
         loss = losses.generator_loss(real, fake)
-        if not self.cycle:
+        if not self.cycle or (self.cycle_stop is not None and ctx["step"] >= self.cycle_stop):
             return loss
         _, _, lat_q = self.generated(x, ctx, y)
         m = self.model

@@ -226,23 +226,35 @@ class Discriminator(Conditioned):
     """D(x, z): D(x) and D(z) branches, concatenated on channels, then D(x, z) -> one logit.
     With `joint=False` (the GAN variant) there is no D(z) branch and D sees x only. y, if any,
     joins the input of D(x, z), beside both branches (the authors' conditional code).
-    `outputs` > 1: that many logits per pair, (B, outputs) (the K+1 classifier's)."""
+    `outputs` > 1: that many logits per pair, (B, outputs) (the K+1 classifier's).
+    The preset's `d_pack` m > 1 (PacGAN's packing): D(x, z) reads m consecutive pairs side by
+    side on channels and gives one logit per pack, (B / m,); a pack that lacks diversity (m
+    pairs from one mode) is what it learns to call fake, which is what pushes the other side
+    to cover modes. Callers keep the m pairs of a pack on the same side."""
 
     def __init__(self, preset: Preset, joint: bool = True, y_dim: int = 0, outputs: int = 1):
         super().__init__()
         e = self._init_condition(preset, y_dim)
-        self.outputs = outputs
+        self.outputs, self.pack = outputs, preset.d_pack
+        if self.pack > 1 and (outputs > 1 or e):
+            raise ValueError("--d-pack judges packs of pairs: not for a D with class outputs "
+                             "(kplus1, classifier) or a conditional model")
         self.is_image = preset.is_image
         x_in = preset.channels if preset.is_image else preset.data_dim
         self.d_x, x_width = build_stack(preset.d_x, x_in, preset)
         self.d_z, z_width = build_stack(preset.d_z, preset.z_dim, preset) if joint else (None, 0)
-        self.d_xz, _ = build_stack(preset.d_xz, x_width + z_width, preset,
+        self.d_xz, _ = build_stack(preset.d_xz, (x_width + z_width) * self.pack, preset,
                                    cond_at=0 if e else None, cond_width=e, logits=outputs)
 
     def forward(self, x, z=None, y=None):
         h = self.d_x(x)
         if self.d_z is not None:
             h = torch.cat([h, self.d_z(_as_input(z, self.is_image))], dim=1)
+        if self.pack > 1:
+            if h.shape[0] % self.pack:
+                raise ValueError(f"D packs {self.pack} pairs per logit (--d-pack) but got "
+                                 f"{h.shape[0]} pairs: the batch must be a multiple of it")
+            h = h.reshape(h.shape[0] // self.pack, -1, *h.shape[2:])
         out = self.d_xz(h, self._embedding(y)).flatten(1)
         return out.flatten() if self.outputs == 1 else out
 

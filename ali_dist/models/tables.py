@@ -100,12 +100,15 @@ class Preset:
     r1: float = 0.0                 # R1 penalty weight on D (ours, not the paper's; see README)
     cycle: float = 0.0              # weight of an explicit reconstruction term in E/G's loss
                                     # (ALI's game only; ours, not the paper's; see README)
+    cycle_until: float = 1.0        # ... for this share of the run (then the game alone)
     d_dropout: float | None = None  # ALI's game only: every D dropout at this rate (ours;
                                     # None: the table's; `with_d_dropout`)
     ali_z_dim: int | None = None    # ALI's game only: z's width instead of z_dim (ours)
     encoder_noise: int = 0          # > 0: q(z|x) takes N(0, I) noise of this width beside x
                                     # and outputs z (`networks.Encoder`); 0: Gaussian q(z|x)
     d_steps: int = 1                # D updates per E/G update (alternating updates)
+    d_pack: int = 1                 # D judges packs of this many pairs, one logit per pack
+                                    # (PacGAN's packing; ours for ALI; `networks.Discriminator`)
     default_data: str = ""          # what `--data` means when not given
     steps: int = 0                  # default budget: steps (demos) ...
     epochs: float = 0               # ... or the paper's epochs
@@ -358,7 +361,14 @@ HALI_IMAGENET128 = replace(_at_128px(_hali(TINYIMAGENET64, "", (4, 4, 4), z1_cha
 # prior; a Gaussian encoder left most of it uncovered, README "The toy study"), a discriminator
 # of 3 maxout layers of 200 units with 5 pieces on concat(x, z).
 # The training recipe is the one `python -m tune.search --recipe` found (README): alternating
-# updates, 2 D steps per E/G step, a rate held for 31 % of the run, then linear to 7.7 %.
+# updates, 2 D steps per E/G step, a rate held for 31 % of the run, then linear to 7.7 %; and
+# the explicit cycle term at 10 (10 x the MSE of G(E(x)) against x in E/G's loss, method ali
+# only) while the rate is held, the game alone after it. Without the term coverage depended
+# on the seed (19-25 strict modes over six seeds at 30,000 steps); with it all the way the
+# decoder pulls samples between neighbouring modes (25 modes at 79 % high quality); on for
+# the hold only, the modes it brings stay while the game sharpens them: 25 strict modes,
+# 95.1 % high quality, reverse KL 0.07 over 3 seeds at 30,000 steps (README, "The toy
+# study"). `--cycle 0` trains the paper's game.
 # PacGAN's settings are `--config jobs/toy_pacgan.yaml`; the paper's are random draws of lr,
 # beta1 and init std (`python -m tune.search`, the toy study).
 TOY = Preset(
@@ -370,7 +380,7 @@ TOY = Preset(
           linear(LOGIT, act="linear")),      # 200 units of 5 pieces each
     init_std=0.010, bn_momentum=0.042, bn_eps=1e-5, lr=2.8e-4, beta1=0.64, batch_size=200,
     update="alternating", d_steps=2, lr_decay="linear", lr_hold=0.31, lr_final=0.077,
-    default_data="toy", steps=5000, demo_minutes=4.5)  # ~4 min of training on 2 cores
+    cycle=10.0, cycle_until=0.31, default_data="toy", steps=5000, demo_minutes=4.5)  # ~4 min of training on 2 cores
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     TOY, DIGITS, CIFAR10, SVHN, CELEBA64, TINYIMAGENET64, CELEBA128, IMAGENET128,
