@@ -109,6 +109,7 @@ def toy_cfg(precision: str = "fp32", compile: str = "off", seed: int = SEED,
     cfg.model.preset, cfg.model.method = "toy", "ali"
     cfg.optim.precision, cfg.optim.compile = precision, compile
     cfg.optim.update, cfg.optim.batch_size = "simultaneous", 100     # the paper's trial-step
+    cfg.optim.cycle = 0.0                                  # ... of the paper's game
     cfg.run.seed = seed
     for k, v in run.items():
         section = next(s for s in (cfg.optim, cfg.run, cfg.eval) if hasattr(s, k))

@@ -88,9 +88,9 @@ def d_pack(method: str, preset, pack: int | None = None, conditional: bool = Fal
         raise ValueError(f"--d-pack is a number of pairs of at least 1, got {pack}")
     if pack > 1 and (not MODEL_PARTS[method][1] or method in LABELLED
                      or preset.is_hierarchical or conditional):
+        what = "HALI" if preset.is_hierarchical else "conditional" if conditional else method
         raise ValueError(f"--d-pack {pack}: packing is for a flat model's D with one logit "
-                         f"and no y (methods ali, gan, gan_inverse, gan_posthoc; not "
-                         f"{'HALI' if preset.is_hierarchical else 'conditional' if conditional else method})")
+                         f"and no y (methods ali, gan, gan_inverse, gan_posthoc; not {what})")
     return pack
 
 
@@ -153,4 +153,5 @@ def build(cfg) -> Method:
 
 
 __all__ = ["METHODS", "BASELINES", "CONDITIONAL_METHODS", "LABELLED", "Batch", "Method",
-           "Phase", "Stage", "build", "build_model", "check", "check_model", "d_pack", "encoder_noise"]
+           "Phase", "Stage", "build", "build_model", "check", "check_model", "d_pack",
+           "encoder_noise"]
