@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -45,9 +46,17 @@ def _rank_bn(rank: int, world: int, port: int, x: torch.Tensor, state: dict, q):
     dist.destroy_process_group()
 
 
-def test_cross_rank_batch_norm_equals_batch_norm_on_the_global_batch():
+# (spread, mean, tolerance on y and x's gradient): a channel mean 300x its spread is where
+# E[x^2] - E[x]^2 in fp32 loses the variance (y off by 1.8e-2 measured; merging each rank's
+# mean and squared deviations: 3e-5, torch's own batch norm 2e-5)
+INPUTS = {"spread": (2.0, 1.0, 1e-5), "large_mean": (1.0, 300.0, 2e-4)}
+
+
+@pytest.mark.parametrize("inputs", INPUTS)
+def test_cross_rank_batch_norm_equals_batch_norm_on_the_global_batch(inputs):
+    spread, mean, tol = INPUTS[inputs]
     torch.manual_seed(0)
-    x = torch.randn(8, 3, 5, 5) * 2 + 1
+    x = torch.randn(8, 3, 5, 5) * spread + mean
     ref_bn = torch.nn.BatchNorm2d(3, eps=1e-4, momentum=0.05)
     with torch.no_grad():
         ref_bn.weight.uniform_(0.5, 1.5)
@@ -68,8 +77,8 @@ def test_cross_rank_batch_norm_equals_batch_norm_on_the_global_batch():
     assert out[0][0] == "CrossRankBatchNorm"
     y = torch.cat([out[0][1], out[1][1]])
     gx = torch.cat([out[0][2], out[1][2]])
-    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=1e-5)   # cross-rank backward
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=tol)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-4, atol=tol)    # cross-rank backward
     torch.testing.assert_close(out[0][3], gw_ref, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out[0][4], gb_ref, rtol=1e-4, atol=1e-5)
     for r in (0, 1):                        # every rank tracks the global batch's statistics
