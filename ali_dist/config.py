@@ -273,6 +273,16 @@ _SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "ru
              "eval": EvalConfig}
 
 
+def for_method(cfg: Config, method: str) -> Config:
+    """`cfg` (in place) for training `method` instead: a search that trains several methods
+    from one base (the toy study's ALI, GAN and baselines) gives ALI's cycle term to ALI only;
+    the others take resolve's default (none), where an explicit --cycle would be refused."""
+    cfg.model.method = method
+    if method != "ali":
+        cfg.optim.cycle = None
+    return cfg
+
+
 def resolve(cfg: Config) -> Config:
     """Fill every None that the preset decides, and check what can be checked early."""
     p = get_preset(cfg.model.preset)

@@ -194,10 +194,8 @@ def best_configuration(summary: dict, base: dict, preset: str, model: str = "ali
     method = f" --method {model}" if model != "ali" else ""
     init = f" --init-std {s['init_std']:.4g}" if "init_std" in s else ""
     base_cfg = config_lib.Config.from_dict(base)
-    base_cfg.model.preset, base_cfg.model.method = preset, model
-    if model != "ali":                               # as the trials: the term is ALI's alone
-        base_cfg.optim.cycle = None
-    o = config_lib.resolve(base_cfg).optim          # the update and schedule the trials used
+    base_cfg.model.preset = preset
+    o = config_lib.resolve(config_lib.for_method(base_cfg, model)).optim   # as the trials
     decay = "" if o.lr_decay == "none" else \
         f" --lr-decay {o.lr_decay} --lr-hold {o.lr_hold:g} --lr-final {o.lr_final:g}"
     cycle = f" --cycle {o.cycle:g}" if model == "ali" else ""

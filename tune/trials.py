@@ -33,9 +33,7 @@ def trial_config(config: dict) -> config_lib.Config:
         setattr(section, key, value)
     cfg.run.seed = s["seed"]
     if "model" in config:
-        cfg.model.method = config["model"]
-        if cfg.model.method != "ali":      # the cycle term is ALI's game's; the others, none
-            cfg.optim.cycle = None
+        config_lib.for_method(cfg, config["model"])
     return config_lib.resolve(cfg)
 
 

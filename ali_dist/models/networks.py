@@ -235,10 +235,7 @@ class Discriminator(Conditioned):
     def __init__(self, preset: Preset, joint: bool = True, y_dim: int = 0, outputs: int = 1):
         super().__init__()
         e = self._init_condition(preset, y_dim)
-        self.outputs, self.pack = outputs, preset.d_pack
-        if self.pack > 1 and (outputs > 1 or e):
-            raise ValueError("--d-pack judges packs of pairs: not for a D with class outputs "
-                             "(kplus1, classifier) or a conditional model")
+        self.outputs, self.pack = outputs, preset.d_pack    # checked by `methods.d_pack`
         self.is_image = preset.is_image
         x_in = preset.channels if preset.is_image else preset.data_dim
         self.d_x, x_width = build_stack(preset.d_x, x_in, preset)
