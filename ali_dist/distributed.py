@@ -188,8 +188,8 @@ class CrossRankBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     are gathered with the differentiable collective and merged by the parallel-variance rule
     (Chan et al.), as SyncBatchNorm merges them: E[x^2] - E[x]^2 in one sum would lose the
     variance to cancellation when a channel's mean is large beside its spread (with the cycle
-    term's large early steps, 2 ranks drifted from one process by 1e-3 in fp32 and 6e-2 in
-    fp64 after 3 steps). The backward pass sums every rank's gradient through the shared
+    term's large early steps, 2 ranks drifted from one process by up to 6e-2 in float64 after
+    3 steps; merged, 2e-8). The backward pass sums every rank's gradient through the shared
     statistics, as SyncBatchNorm's does. Same parameters and buffers as the batch norm it
     replaces: checkpoints and exported models load into plain `BatchNorm` modules."""
 

@@ -19,8 +19,9 @@ B = 16                      # per worker
 SETUPS = {                  # the two update schemes, the alternating one with R1 and 2 D steps,
     # both with the toy's cycle term for 2 of the 3 steps (stages(10) x 0.2), and the paper's
     # game; in float64: the cycle term's large early steps make 3 steps of fp32 chaotic enough
-    # that rounding alone moves parameters by 1e-3, while a real error in the reduction (the
-    # single-sum variance of the cross-rank batch norm, before) shows as 3e-4 to 6e-2 here
+    # that rounding alone moves parameters by 1e-3 to 1e-1, while a real error in the
+    # reduction (the single-sum variance of the cross-rank batch norm, before) shows as 3e-4
+    # to 6e-2 here
     "simultaneous": dict(update="simultaneous", cycle=10.0, cycle_until=0.2),
     "alternating": dict(update="alternating", d_steps=2, r1=1.0, r1_every=1, cycle=10.0,
                         cycle_until=0.2),
