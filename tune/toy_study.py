@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ali_dist import config as config_lib
 from ali_dist.models import get_preset
 
 from . import record, report, study
@@ -50,9 +51,9 @@ def run(args) -> dict:
     concurrency = _concurrency(args, budget.trials * len(models))
     budget_text = budget.describe("toy")
     if "ali" in models:           # what ALI's game adds to the paper's, said in the table
-        p, o = get_preset(args.preset), base.optim
-        cycle = p.cycle if o.cycle is None else o.cycle
-        until = p.cycle_until if o.cycle_until is None else o.cycle_until
+        ali = config_lib.resolve(config_lib.for_method(
+            config_lib.Config.from_dict(base.to_dict()), "ali")).optim   # as ALI's trials
+        cycle, until = ali.cycle, ali.cycle_until
         span = "" if until >= 1 else f" for the first {100 * until:g} % of each run"
         budget_text += (f"; ALI with the cycle term at {cycle:g}{span} (--cycle 0: the "
                         f"paper's game)" if cycle else "; ALI: the paper's game (no cycle term)")
