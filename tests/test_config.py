@@ -68,7 +68,10 @@ def test_help_explains_every_flag():
 def test_demo_budgets_carry_a_time_limit_only_when_the_user_gave_none():
     demo = _cfg([])                   # the no-argument demo (digits) runs its planned steps
     assert demo.run.time_limit is None and demo.optim.steps == 1600
-    assert demo.optim.batch_size == 32 and demo.optim.lr == 5e-4
+    assert demo.optim.batch_size == 32 and demo.optim.lr == 1e-3   # ALI's game on digits
+    assert _cfg(["--method", "kplus1"]).optim.lr == 5e-4                 # the other methods'
+    assert _cfg(["--preset", "hali-digits"]).optim.lr == 5e-4            # HALI's own
+    assert _cfg(["--lr", "2e-4"]).optim.lr == 2e-4                       # the user's stands
     assert _cfg(["--preset", "toy"]).run.time_limit == get_preset("toy").demo_minutes > 0
     assert _cfg(["--steps", "10"]).run.time_limit is None      # the user's budget stands
     assert _cfg(["--time-limit", "20"]).run.time_limit == 20
