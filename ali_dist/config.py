@@ -108,7 +108,8 @@ class OptimConfig:
     batch_size: int | None = _f(None, "batch size PER WORKER (default: the preset's; the "
                                 "global batch is this x --workers)")
     lr: float | None = _f(None, "Adam learning rate (default: the preset's, 1e-4 in the paper; "
-                           "the digits preset trains ALI's game at 1e-3, other methods at 5e-4)")
+                           f"the digits preset trains ALI's game at {PRESETS['digits'].ali_lr:g}, "
+                           f"other methods at {PRESETS['digits'].lr:g})")
     beta1: float | None = _f(None, "Adam beta1 (default: the preset's, 0.5 in the paper)")
     beta2: float | None = _f(None, "Adam beta2 (default 0.999; the paper's 1e-3 is 1 - beta2)")
     steps: int | None = _f(None, "training steps, one D and one E/G update each (default: the "
