@@ -307,7 +307,7 @@ def resolve(cfg: Config) -> Config:
         elif getattr(d, name) != value:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(d, name)} does not match "
                              f"preset {p.name!r}, whose networks take {value}")
-    game = ali_game(p, cfg.model.method)       # as the cycle term: tuned for ALI's game
+    game = ali_game(p, cfg.model.method)       # what the preset tunes for ALI's game alone
     o.batch_size = o.batch_size or p.batch_size
     o.lr = (game["lr"] or p.lr) if o.lr is None else o.lr
     o.beta1 = p.beta1 if o.beta1 is None else o.beta1
@@ -318,8 +318,8 @@ def resolve(cfg: Config) -> Config:
     if o.d_steps is None:       # the preset's D steps go with its alternating updates
         o.d_steps = p.d_steps if o.update == "alternating" else 1
     schedule.check(o.lr_decay, o.lr_hold, o.lr_final)
-    if o.cycle is None:          # the preset's term is tuned for ALI's game; others train without
-        o.cycle = p.cycle if cfg.model.method == "ali" else 0.0
+    if o.cycle is None:
+        o.cycle = game["cycle"]
     if o.cycle < 0:
         raise ValueError(f"--cycle must be 0 (off) or positive, got {o.cycle}")
     if o.cycle_until is None:

@@ -42,8 +42,7 @@ def digits_manifest() -> Path:
 
 
 def _digits_recipe(cfg: config_lib.Config, steps: int | None) -> config_lib.Config:
-    # the preset's own settings (batch 32, lr 5e-4 or ALI's game's 1e-3, R1 1 on D's
-    # x-gradient, init 0.05)
+    # the preset's own settings (its batch, rate, R1 on D's x-gradient and init std)
     cfg.optim.steps = steps or get_preset(cfg.model.preset).steps
     steps = cfg.optim.steps
     cfg.run.log_every = cfg.run.eval_every = cfg.run.checkpoint_every = steps

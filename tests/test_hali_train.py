@@ -26,10 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 def _run(name: str):
-    """(model, loader of its data, its config): `digits_runs` trains it (the preset's batch
-    32, lr 5e-4 (ALI's game: 1e-3), R1 1 on D's x-gradient, init std 0.05; HALI 3,500 steps
-    with the rate falling linearly to 0.1x over the second half, conditional ALI 1,500 without
-    the cycle term; seed 0, one core)."""
+    """(model, loader of its data, its config): `digits_runs` trains it (the preset's batch,
+    rate, R1 and init std; HALI 3,500 steps with the rate falling linearly to 0.1x over the
+    second half, conditional ALI 1,500 without the cycle term; seed 0, one core)."""
     model, _, _ = digits_runs.trained(name)
     cfg = digits_runs.run_config(name)
     return model, make_loader(cfg, 0, 1, torch.device("cpu")), cfg

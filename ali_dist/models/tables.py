@@ -150,11 +150,11 @@ class Hierarchy:
 
 def ali_game(p: Preset, method: str) -> dict:
     """What the preset tunes for ALI's game alone (method ali; other methods train the table):
-    the `build_model` arguments `d_dropout` and `z_dim`, and Adam's `lr`; None where the
-    table's holds."""
+    the `build_model` arguments `d_dropout` and `z_dim`, and Adam's `lr` (None where the
+    table's holds); the cycle term's weight (other methods train without: 0)."""
     ali = method == "ali"
     return {"d_dropout": p.d_dropout if ali else None, "z_dim": p.ali_z_dim if ali else None,
-            "lr": p.ali_lr if ali else None}
+            "lr": p.ali_lr if ali else None, "cycle": p.cycle if ali else 0.0}
 
 
 def with_d_dropout(p: Preset, rate: float) -> Preset:
