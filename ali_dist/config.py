@@ -146,10 +146,14 @@ class OptimConfig:
     d_steps: int | None = _f(None, "discriminator updates per encoder/decoder update (with "
                              "--update alternating; they reuse the step's batch; default: the "
                              "preset's with its alternating updates, 2 for the toy, else 1)")
-    compile: str = _f("auto", "torch.compile the networks: on, off, or auto (on with CUDA; "
-                      "off on CPU, where it did not help: see benchmarks/README.md); if "
-                      "compiling fails the run says so and trains uncompiled",
-                      choices=("auto", "on", "off"))
+    compile: str = _f("auto", "torch.compile the networks. on: all but the discriminator, "
+                      "which stays eager (compiled, its backward would also compute its "
+                      "weight gradients in the encoder/decoder pass, which the eager step "
+                      "skips: 8-13%% more FLOPs); all: every network (D still eager under "
+                      "R1, whose double backward torch.compile cannot take); off: none; "
+                      "auto: on with CUDA, off on CPU (README, Performance). If compiling "
+                      "fails the run says so and trains uncompiled",
+                      choices=("auto", "on", "all", "off"))
     channels_last: str = _f("auto", "keep networks and batches channels-last (NHWC): on, "
                             "off, or auto (on with CUDA, where cuDNN's fast kernels want it; "
                             "off on CPU: 1.04-1.21x faster there, but the README's CPU results "

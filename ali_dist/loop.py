@@ -21,7 +21,7 @@ from .evaluate import evaluate, probe, suite
 from .methods import Batch
 from .models.networks import init_output_bias
 from .distributed import DDPOptions
-from .step import (TrainStep, configure_device, make_optimizers,
+from .step import (TrainStep, configure_device, make_optimizers, resolve_compile,
                    resolve_switch)
 from .tracking import Tracker
 
@@ -85,7 +85,7 @@ def build_step(cfg: Config, device: torch.device):
     step_fn = TrainStep(method, opt, device, o.precision,
                         ddp=DDPOptions(cfg.run.bucket_mb, cfg.run.grad_compression),
                         channels_last=resolve_switch("channels-last", o.channels_last, device),
-                        compile=resolve_switch("compile", o.compile, device))
+                        compile=resolve_compile(o.compile, device))
     return method, opt, step_fn
 
 
@@ -101,7 +101,7 @@ def run(cfg: Config, device: torch.device, report: Report, tracker: Tracker | No
     model = method.model
     o = cfg.optim
     if step_fn.compiled and rank == 0:
-        say(f"compiling {len(step_fn.compiled)} networks (the first step takes longer)")
+        say(f"compiling {', '.join(step_fn.compiled)} (the first step takes longer)")
     loader = make_loader(cfg, rank, world, device)
     if model.conditional:
         check_condition(model, loader)

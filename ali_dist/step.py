@@ -28,6 +28,7 @@ from .methods import Batch, Method, Stage
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SWITCHES = ("auto", "on", "off")
+COMPILE_CHOICES = ("auto", "on", "all", "off")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -40,12 +41,26 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def resolve_switch(name: str, value: str, device: torch.device) -> bool:
-    """--compile and --channels-last: "auto" turns each on for CUDA only. On CPU (README,
-    "Performance") compile was slower; channels-last was faster, but the documented CPU results
-    were trained in NCHW, and short runs there change with the float rounding."""
+    """--channels-last: "auto" turns it on for CUDA only. It was faster on CPU too (README,
+    "Performance"), but the documented CPU results were trained in NCHW, and short runs there
+    change with the float rounding."""
     if value not in SWITCHES:
         raise ValueError(f"--{name} must be one of {SWITCHES}, got {value!r}")
     return value == "on" or (value == "auto" and device.type == "cuda")
+
+
+def resolve_compile(value: str, device: torch.device) -> str:
+    """--compile -> "on", "all" or "off" (`compile_networks`). "auto": "on" with CUDA (fewer
+    FLOPs than "all"; which fuses more is pending a GPU measurement: the benchmark times both
+    there); "off" on CPU, where "on" was 1.05-1.17x eager but compiling takes ~25 s at a
+    first start (the demo would not win it back; CI trains many short runs) and the
+    documented CPU results were trained eagerly (short runs change with the float
+    rounding)."""
+    if value not in COMPILE_CHOICES:
+        raise ValueError(f"--compile must be one of {COMPILE_CHOICES}, got {value!r}")
+    if value == "auto":
+        return "on" if device.type == "cuda" else "off"
+    return value
 
 
 def configure_device(device: torch.device) -> None:
@@ -63,7 +78,7 @@ def make_optimizers(method: Method, lr: float, beta1: float, beta2: float,
                     fused: bool | None = None) -> dict[str, torch.optim.Optimizer]:
     """One Adam per optimiser group, with the paper's values (beta2 = 0.999: the paper prints
     Blocks' 1 - beta2). Fused Adam (one kernel for a whole group) on CUDA by default; on CPU
-    the multi-tensor Adam was measured faster (benchmarks/README.md)."""
+    fused Adam gained nothing measurable (README, "Performance")."""
     params = method.group_params()
     if fused is None:
         fused = next(iter(params.values()))[0].is_cuda
@@ -72,11 +87,24 @@ def make_optimizers(method: Method, lr: float, beta1: float, beta2: float,
             for g, p in params.items()}
 
 
-def compile_networks(method: Method) -> list[str]:
-    """torch.compile each network the method trains (in place: parameter names and the
-    state dict stay those of the eager model). Returns the names compiled."""
+def compile_networks(method: Method, which: str = "on") -> list[str]:
+    """torch.compile networks the method trains, in place (parameter names and the state dict
+    stay those of the eager model); returns the names compiled. "all": every one. "on": all
+    but the method's critics (a discriminator), which stay eager. A compiled network's
+    backward is one graph that computes every gradient the network has; the eager step's
+    `backward(inputs=...)` lets autograd skip those a pass does not want. The E/G loss's
+    backward runs through D: compiled, D would also compute its weight gradients there
+    (8-13 % more FLOPs per step at the image presets) only to drop them (svhn on 2 CPU
+    threads: "all" 0.8x eager, "on" 1.05x; README, "Performance"). Either way the groups a
+    loss differentiates twice (`Method.differentiated_twice`: D under R1) stay eager:
+    torch.compile's autograd has no double backward."""
+    if which not in ("on", "all"):
+        raise ValueError(f"compile_networks: which must be 'on' or 'all', got {which!r}")
+    eager = set(method.differentiated_twice()) | (set(method.critics) if which == "on" else set())
     names = []
     for group, modules in method.groups().items():
+        if group in eager:
+            continue
         for i, m in enumerate(modules):
             m.compile()
             names.append(f"{group}[{i}]:{type(m).__name__}")
@@ -110,15 +138,16 @@ class TrainStep:
 
     `ddp`: DDP options when a process group of several ranks is up (ignored otherwise).
     `channels_last`: keep the networks and batches in NHWC (cuDNN's fast layout on GPUs).
-    `compile`: the networks are compiled (see `compile_networks`); if compilation fails in
-    the first step, the step says so once, goes back to eager and runs that step again (an
-    alternating update's D phase may then have run twice in step 0, which nothing notices).
+    `compile`: "off", or which networks are compiled ("on", "all": `compile_networks`); if
+    compilation fails in the first step, the step says so once, goes back to eager and runs
+    that step again (an alternating update's D phase may then have run twice in step 0,
+    which nothing notices).
     """
 
     def __init__(self, method: Method, optimizers: dict[str, torch.optim.Optimizer],
                  device: torch.device, precision: str = "auto",
                  ddp: distributed.DDPOptions | None = None, channels_last: bool = False,
-                 compile: bool = False):
+                 compile: str = "off"):
         self.method, self.opt, self.device = method, optimizers, device
         self.precision = resolve_precision(precision, device)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
@@ -132,7 +161,7 @@ class TrainStep:
         self.channels_last = channels_last
         if channels_last:
             method.to(memory_format=torch.channels_last)
-        self.compiled = compile_networks(method) if compile else []
+        self.compiled = [] if compile == "off" else compile_networks(method, compile)
         self._first = True
 
     def _stage_setup(self, stage: Stage) -> tuple[dict, dict]:

@@ -77,7 +77,7 @@ def test_divergence_found_late_is_dated_to_the_first_bad_step():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.parametrize("compile", ["off", "on", "all"])
 @pytest.mark.parametrize("update", ["simultaneous", "alternating"])
 def test_the_step_never_synchronises_on_cuda(update, compile):
     dev = torch.device("cuda")

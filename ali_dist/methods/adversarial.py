@@ -31,6 +31,7 @@ UPDATES = ("simultaneous", "alternating")
 
 class Adversarial(Method):
     name = "ali"
+    critics = ("d",)        # the E/G loss backpropagates through D into E and G
 
     def __init__(self, model, update: str = "simultaneous", r1: float = 0.0,
                  r1_every: int = 1, d_steps: int = 1, cycle: float = 0.0,
@@ -49,6 +50,9 @@ class Adversarial(Method):
     def groups(self):
         m = self.model
         return {"d": [m.discriminator], "g": [n for n in (m.encoder, m.decoder) if n is not None]}
+
+    def differentiated_twice(self):
+        return self.critics if self.r1 > 0 else ()      # R1 backpropagates D's input gradient
 
     def stages(self, total: int) -> list[Stage]:
         self.cycle_stop = round(self.cycle_until * total)     # the cycle term's last step + 1

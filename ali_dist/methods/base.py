@@ -6,6 +6,10 @@ A method is an `nn.Module` holding every network it trains; `.model` is the part
 (an `ali_dist.models` model with the inference API), exported at the end of a run.
 
     groups()        optimiser groups: name -> the modules one Adam updates
+    critics         the groups that other groups' losses backpropagate through without
+                    training them (a discriminator); `--compile on` leaves them eager
+    differentiated_twice()  the groups a loss differentiates twice (R1's gradient penalty:
+                    D); torch.compile's autograd cannot, so they are never compiled
     stages(total)   the run as consecutive stages (most methods have one; the two-stage
                     baselines train a GAN, then an encoder), each a number of steps and the
                     phases every step of it runs
@@ -52,6 +56,7 @@ class Batch:
 
 class Method(nn.Module):
     name: str = "?"
+    critics: tuple[str, ...] = ()
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -65,6 +70,9 @@ class Method(nn.Module):
 
     def loss(self, phase: str, batch: Batch, ctx: dict) -> tuple[dict, dict]:
         raise NotImplementedError
+
+    def differentiated_twice(self) -> tuple[str, ...]:
+        return ()
 
     def begin_stage(self, stage: Stage) -> None:
         pass

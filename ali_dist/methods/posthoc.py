@@ -18,6 +18,7 @@ ROLES = {"gan": {"d": "gan_d", "g": "g"}, "encoder": {"d": "d", "g": "e"}}
 
 class PostHocInference(Adversarial):
     name = "gan_posthoc"
+    critics = ("gan_d", "d")
 
     def __init__(self, model, init_std: float, **kw):
         super().__init__(model, **kw)
