@@ -22,6 +22,9 @@ METHOD_NAMES = ("ali", "gan", "gan_inverse", "gan_posthoc", "vae",   # ali_dist/
 from .schedule import DECAYS
 
 
+COMPILE_CHOICES = ("auto", "on", "all", "off")      # --compile: `step.resolve_compile`
+
+
 def _f(default, help: str, choices=None, flag: str | None = None):
     return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
 
@@ -149,11 +152,10 @@ class OptimConfig:
     compile: str = _f("auto", "torch.compile the networks. on: all but the discriminator, "
                       "which stays eager (compiled, its backward would also compute its "
                       "weight gradients in the encoder/decoder pass, which the eager step "
-                      "skips: 8-13%% more FLOPs); all: every network (D still eager under "
-                      "R1, whose double backward torch.compile cannot take); off: none; "
-                      "auto: on with CUDA, off on CPU (README, Performance). If compiling "
-                      "fails the run says so and trains uncompiled",
-                      choices=("auto", "on", "all", "off"))
+                      "skips); all: every network (D still eager under R1, whose double "
+                      "backward torch.compile cannot take); off: none; auto: on with CUDA, "
+                      "off on CPU (README, Performance). If compiling fails the run says "
+                      "so and trains uncompiled", choices=COMPILE_CHOICES)
     channels_last: str = _f("auto", "keep networks and batches channels-last (NHWC): on, "
                             "off, or auto (on with CUDA, where cuDNN's fast kernels want it; "
                             "off on CPU: 1.04-1.21x faster there, but the README's CPU results "

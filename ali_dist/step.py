@@ -24,11 +24,11 @@ import sys
 import torch
 
 from . import distributed
+from .config import COMPILE_CHOICES
 from .methods import Batch, Method, Stage
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 SWITCHES = ("auto", "on", "off")
-COMPILE_CHOICES = ("auto", "on", "all", "off")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -51,11 +51,9 @@ def resolve_switch(name: str, value: str, device: torch.device) -> bool:
 
 def resolve_compile(value: str, device: torch.device) -> str:
     """--compile -> "on", "all" or "off" (`compile_networks`). "auto": "on" with CUDA (fewer
-    FLOPs than "all"; which fuses more is pending a GPU measurement: the benchmark times both
-    there); "off" on CPU, where "on" was 1.05-1.17x eager but compiling takes ~25 s at a
-    first start (the demo would not win it back; CI trains many short runs) and the
-    documented CPU results were trained eagerly (short runs change with the float
-    rounding)."""
+    FLOPs than "all"; which is faster there is pending a GPU measurement: the benchmark times
+    both); "off" on CPU, where the first compilation costs more than a short run wins back
+    and the documented CPU results were trained eagerly (README, "Performance")."""
     if value not in COMPILE_CHOICES:
         raise ValueError(f"--compile must be one of {COMPILE_CHOICES}, got {value!r}")
     if value == "auto":
@@ -93,11 +91,10 @@ def compile_networks(method: Method, which: str = "on") -> list[str]:
     but the method's critics (a discriminator), which stay eager. A compiled network's
     backward is one graph that computes every gradient the network has; the eager step's
     `backward(inputs=...)` lets autograd skip those a pass does not want. The E/G loss's
-    backward runs through D: compiled, D would also compute its weight gradients there
-    (8-13 % more FLOPs per step at the image presets) only to drop them (svhn on 2 CPU
-    threads: "all" 0.8x eager, "on" 1.05x; README, "Performance"). Either way the groups a
-    loss differentiates twice (`Method.differentiated_twice`: D under R1) stay eager:
-    torch.compile's autograd has no double backward."""
+    backward runs through D: compiled, D would also compute its weight gradients there only
+    to drop them (README, "Performance", has the FLOPs and the timings). Either way the
+    groups a loss differentiates twice (`Method.differentiated_twice`: D under R1) stay
+    eager: torch.compile's autograd has no double backward."""
     if which not in ("on", "all"):
         raise ValueError(f"compile_networks: which must be 'on' or 'all', got {which!r}")
     eager = set(method.differentiated_twice()) | (set(method.critics) if which == "on" else set())
